@@ -14,6 +14,10 @@ pub const MOGA_MBV3: &str = "moga-mbv3";
 const MOGA_MBV3_SPEC: &str = include_str!("../data/moga-mbv3.json");
 const MOGA_MBV3_REFERENCES: &str = include_str!("../data/reference-archs.json");
 
+/// The documents (spec, references) of the spaces that ship with gpulut, as registered.
+pub const BUILTIN_DOCUMENTS: &[(&str, Option<&str>)] =
+    &[(MOGA_MBV3_SPEC, Some(MOGA_MBV3_REFERENCES))];
+
 /// Why a space spec was refused. `field` is a path into the document such as `layers[3].cin`.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpaceError {
@@ -197,6 +201,16 @@ pub enum BlockPart {
     Head,
 }
 
+impl BlockPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stem => "stem",
+            Self::Choice => "choice",
+            Self::Head => "head",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LayerChoice {
     pub layer: u32,
@@ -229,7 +243,12 @@ fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SpaceErro
 impl SearchSpace {
     /// The spaces that ship with gpulut.
     pub fn builtins() -> Vec<SearchSpace> {
-        vec![Self::moga_mbv3()]
+        BUILTIN_DOCUMENTS
+            .iter()
+            .map(|(spec, refs)| {
+                Self::from_documents(spec, *refs).expect("the embedded space documents validate")
+            })
+            .collect()
     }
 
     /// A built-in space by name.
@@ -239,12 +258,18 @@ impl SearchSpace {
 
     /// The MoGA space with its published reference networks.
     pub fn moga_mbv3() -> SearchSpace {
-        let spec: SpaceSpec =
-            parse_json(MOGA_MBV3_SPEC).expect("the embedded moga-mbv3 spec is valid JSON");
-        let space = Self::from_spec(spec).expect("the embedded moga-mbv3 spec validates");
-        space
-            .with_references_json(MOGA_MBV3_REFERENCES)
-            .expect("the embedded reference architectures validate")
+        Self::from_documents(MOGA_MBV3_SPEC, Some(MOGA_MBV3_REFERENCES))
+            .expect("the embedded moga-mbv3 documents validate")
+    }
+
+    /// A space from its spec document and, optionally, its `reference-archs.json` document:
+    /// the form in which spaces are registered and stored.
+    pub fn from_documents(spec: &str, references: Option<&str>) -> Result<Self, SpaceError> {
+        let space = Self::from_json(spec)?;
+        match references {
+            Some(r) => space.with_references_json(r),
+            None => Ok(space),
+        }
     }
 
     /// Parses and validates a spec.

@@ -1,0 +1,161 @@
+//! Who is calling. Bearer tokens everywhere: the bootstrap admin token from the environment,
+//! and API keys that an admin creates. Keys are 256-bit random strings shown once; the database
+//! keeps only their SHA-256, so a leaked database does not leak working credentials.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages keys, tokens, devices and campaigns.
+    Admin,
+    /// Reads spaces and tables, runs searches.
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::User => "user",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller. Extracting it refuses requests without a valid token (401).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub role: Role,
+    /// The API key used; None for the bootstrap admin token.
+    pub key_id: Option<Uuid>,
+}
+
+impl Caller {
+    /// Refuses (403) callers that are not admins.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::User => Err(ApiError::forbidden("this endpoint needs an admin token")),
+        }
+    }
+}
+
+pub type TokenDigest = [u8; 32];
+
+pub fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh secret: `{kind}_` and 64 hex digits (256 random bits). Returns the token, its
+/// non-secret display prefix and its digest.
+pub fn new_token(kind: &str) -> (String, String, TokenDigest) {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = format!("{kind}_{}", hex::encode(bytes));
+    let prefix = token[..kind.len() + 1 + 8].to_string();
+    let d = digest(&token);
+    (token, prefix, d)
+}
+
+/// The bearer token of a request, or why there is none.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>` header"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+    })?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ));
+    }
+    if token.len() > 256 {
+        return Err(ApiError::unauthorized(
+            "the bearer token is not a gpulut token",
+        ));
+    }
+    Ok(token)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let d = digest(token);
+        if let Some(admin) = &state.admin_token_digest
+            && bool::from(d.ct_eq(admin))
+        {
+            return Ok(Caller {
+                role: Role::Admin,
+                key_id: None,
+            });
+        }
+        let key = state
+            .db
+            .api_key_by_digest(&d)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or invalid token"))?;
+        if key.revoked_at.is_some() {
+            return Err(ApiError::unauthorized(format!(
+                "API key {} was revoked",
+                key.prefix
+            )));
+        }
+        if key.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
+            return Err(ApiError::unauthorized(format!(
+                "API key {} has expired",
+                key.prefix
+            )));
+        }
+        state.db.touch_api_key(key.id).await?;
+        let role = Role::parse(&key.role).ok_or_else(|| {
+            ApiError::Internal(format!("API key {} has role {}", key.id, key.role))
+        })?;
+        Ok(Caller {
+            role,
+            key_id: Some(key.id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_prefixed() {
+        let (a, prefix, d) = new_token("gpulut_key");
+        let (b, _, _) = new_token("gpulut_key");
+        assert_ne!(a, b);
+        assert!(a.starts_with("gpulut_key_"));
+        assert_eq!(a.len(), "gpulut_key_".len() + 64);
+        assert!(a.starts_with(&prefix) && prefix.len() < a.len() / 2);
+        assert_eq!(d, digest(&a));
+    }
+}

@@ -1,0 +1,184 @@
+//! The one HTTP error type. Every failure a client can see is an RFC 9457 problem document
+//! (`application/problem+json`) with a `detail` a person can act on; internal errors are
+//! logged with their cause and answered with a generic detail, never with internals.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` tells problems apart for programs.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status phrase.
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// A stable machine-readable identifier, e.g. `invalid_architecture`.
+    pub code: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Client {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, detail)
+    }
+
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Client { status, .. } => *status,
+            Self::Database(sqlx::Error::PoolTimedOut) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let (code, detail) = match self {
+            Self::Client { code, detail, .. } => (*code, detail.clone()),
+            Self::Database(sqlx::Error::PoolTimedOut) => (
+                "unavailable",
+                "the database is not answering; try again shortly".to_string(),
+            ),
+            Self::Database(_) | Self::Internal(_) => (
+                "internal",
+                "internal error; the server log has the details (search for the x-request-id)"
+                    .to_string(),
+            ),
+        };
+        Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail,
+            code: code.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = problem_response(&self.problem());
+        if self.status() == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+pub fn problem_response(problem: &Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(problem)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let (code, detail) = match &r {
+            JsonRejection::MissingJsonContentType(_) => (
+                "unsupported_media_type",
+                "the body must be JSON, sent with `content-type: application/json`".to_string(),
+            ),
+            JsonRejection::JsonSyntaxError(_) => ("malformed_json", r.body_text()),
+            JsonRejection::JsonDataError(_) => ("invalid_body", r.body_text()),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => (
+                "body_too_large",
+                "the request body is larger than this server accepts".to_string(),
+            ),
+            _ => ("invalid_body", r.body_text()),
+        };
+        Self::new(status, code, detail)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::bad_request("invalid_path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad_request("invalid_query", r.body_text())
+    }
+}
+
+impl From<gpulut_tables::ArchError> for ApiError {
+    fn from(e: gpulut_tables::ArchError) -> Self {
+        Self::unprocessable("invalid_architecture", e.to_string())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let p = ApiError::Internal("secret connection string".into()).problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("secret"));
+        assert_eq!(p.code, "internal");
+    }
+
+    #[test]
+    fn client_errors_keep_their_detail() {
+        let p = ApiError::unprocessable("invalid_architecture", "wrong length").problem();
+        assert_eq!((p.status, p.title.as_str()), (422, "Unprocessable Entity"));
+        assert_eq!(p.detail, "wrong length");
+    }
+}

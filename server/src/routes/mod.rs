@@ -1,0 +1,56 @@
+//! HTTP handlers, one module per resource, and the OpenAPI document they make up.
+
+pub mod api_keys;
+pub mod health;
+pub mod spaces;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gpulut",
+        description = "Latency lookup tables of neural-network blocks measured on mobile GPUs, and multi-objective architecture search over them. Errors are RFC 9457 problem documents (application/problem+json). Authenticate with `Authorization: Bearer <token>`.",
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem)),
+    tags(
+        (name = "health", description = "liveness, readiness and metrics"),
+        (name = "api-keys", description = "credentials for people and scripts (admin)"),
+        (name = "spaces", description = "search spaces, their blocks, and architecture analysis"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+/// Every route with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(spaces::list))
+        .routes(routes!(spaces::get))
+        .routes(routes!(spaces::blocks))
+        .routes(routes!(spaces::analyze))
+}
