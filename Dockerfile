@@ -9,9 +9,8 @@
 # ---- build -------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-# sqlx query macros (if any) check against the checked-in .sqlx data, never a live database.
-ENV SQLX_OFFLINE=true \
-    CARGO_TERM_COLOR=never
+# Queries are checked at run time (server/src/db), so the build needs no database.
+ENV CARGO_TERM_COLOR=never
 COPY . .
 RUN cargo build --release --locked -p gpulut-server -p gpulut-agent \
  && install -D -m 0755 target/release/gpulut-server /out/gpulut-server \

@@ -340,6 +340,39 @@ impl References {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_and_json_forms_round_trip(choices in prop::collection::vec(0i64..12, 14)) {
+            let s = space();
+            let a = s.resolve(&ArchSpec::Choices { space: Some("moga-mbv3".into()), choices: choices.clone() }).unwrap();
+            let hex = a.to_string();
+            prop_assert_eq!(hex.len(), 14);
+            prop_assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+            let again = s.resolve(&ArchSpec::Text(hex)).unwrap();
+            prop_assert_eq!(&again, &a);
+            let back: Vec<i64> = again.choices().unwrap().iter().map(|&c| i64::from(c)).collect();
+            prop_assert_eq!(back, choices);
+        }
+
+        #[test]
+        fn every_architecture_expands_to_the_same_block_layout(choices in prop::collection::vec(0i64..12, 14)) {
+            let s = space();
+            let a = s.resolve(&ArchSpec::Choices { space: None, choices }).unwrap();
+            let blocks = s.expand(&a);
+            prop_assert_eq!(blocks.len(), 20);
+            // Shapes chain from the 224x224x3 input to the 1000 logits.
+            prop_assert_eq!(blocks[0].input, crate::Shape::new(224, 224, 3));
+            for w in blocks.windows(2) {
+                prop_assert_eq!(w[0].output, w[1].input);
+            }
+            prop_assert_eq!(blocks[19].output, crate::Shape::new(1, 1, 1000));
+            let distinct: std::collections::BTreeSet<_> =
+                s.distinct_blocks().into_iter().map(|b| b.block.key).collect();
+            prop_assert!(blocks.iter().all(|b| distinct.contains(&b.key)));
+        }
+    }
 
     fn space() -> SearchSpace {
         SearchSpace::moga_mbv3()
