@@ -1,0 +1,1 @@
+//! Weighted NSGA-II (see ARCHITECTURE.md).
