@@ -95,7 +95,8 @@ pub enum BlockOp {
         act: Activation,
     },
     /// Depthwise kxk conv + act, then pointwise 1x1 conv with no activation (MobileNet's
-    /// first block).
+    /// first block). Spelled `dwsep`, as in space specs.
+    #[serde(rename = "dwsep")]
     DwSep {
         kernel: u32,
         stride: u32,

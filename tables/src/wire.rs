@@ -51,3 +51,136 @@ pub struct GpuFingerprint {
     /// Nanoseconds per timestamp tick, when timestamps are supported.
     pub timestamp_period_ns: Option<f32>,
 }
+
+/// Which clock a measurement's samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimerKind {
+    /// GPU timestamp queries written at the beginning and end of the compute pass: the time
+    /// the GPU spent on the dispatches, free of submission and wake-up latency.
+    GpuTimestamp,
+    /// Host wall clock from queue submission until the GPU reported completion, used where
+    /// timestamps are missing or failed their check against the wall clock.
+    Wall,
+}
+
+impl TimerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GpuTimestamp => "gpu-timestamp",
+            Self::Wall => "wall",
+        }
+    }
+}
+
+/// Whether a measurement is of one block or of a whole architecture run end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeasuredKind {
+    Block,
+    Arch,
+}
+
+/// Why the adaptive protocol stopped taking samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// At least `min_runs` samples and the median's confidence interval within the target.
+    Converged,
+    MaxRuns,
+    MaxSeconds,
+}
+
+/// One thermal zone's temperature, as the OS lets an unprivileged process read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThermalReading {
+    /// The zone's `type` (e.g. `gpu-thermal`, `x86_pkg_temp`), or its directory name.
+    pub zone: String,
+    pub celsius: f64,
+}
+
+/// The device's thermal and clock state at one moment; heat and DVFS change latency, so each
+/// measurement carries the state at its start and end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceState {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thermal: Vec<ThermalReading>,
+    /// Current GPU clock where a devfreq or kgsl node is readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_freq_mhz: Option<f64>,
+}
+
+/// The timing protocol a measurement followed (DESIGN.md section 4), so the server can tell
+/// series taken under different rules apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimingProtocol {
+    pub warmup_runs: u32,
+    /// Warm-up also lasts at least this long.
+    pub warmup_min_ms: f64,
+    pub min_runs: u32,
+    pub max_runs: u32,
+    /// Per block or architecture, over its timed runs.
+    pub max_seconds: f64,
+    /// Stop once the 95% CI of the median is within +-this fraction of it.
+    pub target_relative_ci: f64,
+    /// Seed of the shuffled interleaving order and of the random weights and inputs.
+    pub seed: u64,
+    /// Whether GPU timestamps were allowed (they are still checked against the wall clock).
+    pub gpu_timestamps: bool,
+}
+
+/// One timed series of one block or architecture on one device with one framework: what
+/// `gpulut-agent bench --json` prints per result and what the server ingests.
+///
+/// A series whose output did not match the CPU reference has `verified: false` and no
+/// samples: a wrong kernel's time means nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeasurement {
+    /// The block key, or the architecture's canonical text (hex form, or the reference name of
+    /// a network outside the grid).
+    pub key: String,
+    pub kind: MeasuredKind,
+    /// Reference name of the architecture (`MoGA-A`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Framework name, e.g. `wgpu-direct`.
+    pub framework: String,
+    pub framework_version: String,
+    /// The GPU output on seeded random weights and input matched the CPU reference.
+    pub verified: bool,
+    /// max |gpu - reference| / max |reference|, when the block ran at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_relative_error: Option<f64>,
+    /// The bound `max_relative_error` was checked against.
+    pub tolerance: f64,
+    /// Why the block failed (preparation, execution or verification); none on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Median of `samples`; null when nothing was timed.
+    pub median_ms: Option<f64>,
+    /// Raw sample times in milliseconds, in the order taken, from `timer`.
+    pub samples: Vec<f64>,
+    /// Which clock `samples` come from; null when nothing was timed.
+    pub timer: Option<TimerKind>,
+    /// Submit-to-completion wall times of the same runs, kept when `timer` is the GPU clock
+    /// so the gap (submission and wake-up overhead) stays visible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wall_samples: Vec<f64>,
+    pub warmup_runs: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StopReason>,
+    /// Time spent building this series' pipelines (shader compilation), never part of a sample.
+    pub pipeline_ms: f64,
+    /// Compute dispatches per run.
+    pub dispatches: u32,
+    /// Floating-point operations per run (2 per multiply-accumulate of the space's counting
+    /// conventions).
+    pub flops: u64,
+    /// Bytes the unfused op graph must move per run: every op's inputs, weights and outputs
+    /// once, in f32. The same figure for every framework, so GB/s compares frameworks.
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_start: Option<DeviceState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_end: Option<DeviceState>,
+}

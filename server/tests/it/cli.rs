@@ -111,3 +111,45 @@ fn weak_admin_token_is_refused_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
 }
+
+/// SIGTERM lets requests in flight finish and exits 0: what orchestrators rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully() {
+    let db = fresh_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpulut-server"))
+        .args(["serve", "--listen", &listen])
+        .env("DATABASE_URL", &db)
+        .env_remove("GPULUT_ADMIN_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}/readyz");
+    let mut ready = false;
+    for _ in 0..100 {
+        if reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the server became ready");
+    let pid = child.id().unwrap().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the server exits after SIGTERM")
+        .unwrap();
+    assert!(out.status.success(), "exit status {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shutting down"));
+}
