@@ -122,7 +122,7 @@ async fn sigterm_shuts_down_gracefully() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpulut-server"))
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gpulut-server"))
         .args(["serve", "--listen", &listen])
         .env("DATABASE_URL", &db)
         .env_remove("GPULUT_ADMIN_TOKEN")
