@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod block;
+pub mod grid;
 pub mod latency;
 pub mod space;
 pub mod stats;
@@ -14,6 +15,7 @@ pub mod wire;
 
 pub use arch::{ArchError, ArchSpec, Architecture};
 pub use block::{Activation, Block, BlockKey, BlockOp, Shape};
+pub use grid::LayerCosts;
 pub use latency::{LatencyTable, Prediction, Statistic, TableEntry};
 pub use space::{Analysis, SearchSpace, SpaceError};
 pub use stats::Summary;

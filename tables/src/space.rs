@@ -428,12 +428,14 @@ impl SearchSpace {
         }
     }
 
-    fn stem_blocks(&self) -> Vec<Block> {
+    /// The fixed blocks before the searchable layers, in order.
+    pub fn stem_blocks(&self) -> Vec<Block> {
         let i = self.spec.input;
         fixed_blocks(&self.spec.stem, Shape::new(i.height, i.width, i.channels))
     }
 
-    fn head_blocks(&self) -> Vec<Block> {
+    /// The fixed blocks after the searchable layers, in order.
+    pub fn head_blocks(&self) -> Vec<Block> {
         let last = self.spec.layers.len() - 1;
         let l = self.spec.layers[last];
         let s = self.layer_inputs[last];
