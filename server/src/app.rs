@@ -180,6 +180,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Starts `n` search workers that stop when `stop` turns true.
+pub fn spawn_workers(
+    db: &Db,
+    n: usize,
+    settings: &crate::searches::worker::WorkerSettings,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            tokio::spawn(crate::searches::worker::run(
+                db.clone(),
+                settings.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
 /// Serves until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,

@@ -10,6 +10,7 @@ use gpulut_server::app::{self, Settings};
 use gpulut_server::auth::{Role, new_token};
 use gpulut_server::db::{Db, NewApiKey};
 use gpulut_server::routes::api_keys::KEY_KIND;
+use gpulut_server::searches::worker::WorkerSettings;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -31,6 +32,8 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
+    /// Run search workers only (no HTTP), against the same database as the servers.
+    Worker(WorkerArgs),
     /// Apply the database migrations and exit.
     Migrate(DbArgs),
     /// Administrative tasks against the database.
@@ -87,6 +90,43 @@ struct ServeArgs {
     /// Most database connections this process opens.
     #[arg(long, env = "GPULUT_DB_MAX_CONNECTIONS", default_value_t = 16)]
     db_max_connections: u32,
+    /// Log line format (the level comes from RUST_LOG).
+    #[arg(long, env = "GPULUT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(flatten)]
+    workers: WorkerFlags,
+}
+
+#[derive(Args, Clone)]
+struct WorkerFlags {
+    /// Search workers to run in this process (0: none; then run `gpulut-server worker`).
+    #[arg(long, env = "GPULUT_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Seconds without a heartbeat after which another worker takes a running search over.
+    #[arg(long, env = "GPULUT_WORKER_STALE_S", default_value_t = 30.0)]
+    worker_stale_s: f64,
+}
+
+impl WorkerFlags {
+    fn settings(&self) -> anyhow::Result<WorkerSettings> {
+        if !(self.worker_stale_s.is_finite() && (0.5..=3600.0).contains(&self.worker_stale_s)) {
+            bail!("--worker-stale-s must be 0.5 to 3600 seconds");
+        }
+        let stale = std::time::Duration::from_secs_f64(self.worker_stale_s);
+        Ok(WorkerSettings {
+            heartbeat: stale / 6,
+            stale_after: stale,
+            ..WorkerSettings::default()
+        })
+    }
+}
+
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    workers: WorkerFlags,
     /// Log line format (the level comes from RUST_LOG).
     #[arg(long, env = "GPULUT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -170,17 +210,47 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "GPULUT_ADMIN_TOKEN is not set: only API keys made with `gpulut-server admin create-token` can administer this server"
         );
     }
+    let worker_settings = args.workers.settings()?;
     let state = app::prepare(&settings).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "gpulut-server listening; API docs at /docs");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = app::spawn_workers(&state.db, args.workers.workers, &worker_settings, &stopped);
     app::serve(
         listener,
         app::router(state, settings.max_body_bytes),
         shutdown_signal(),
     )
     .await?;
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    let settings = args.workers.settings()?;
+    if args.workers.workers == 0 {
+        bail!("--workers must be at least 1 for `gpulut-server worker`");
+    }
+    let state = app::prepare(&Settings {
+        database_url: args.db.url()?.to_string(),
+        admin_token: None,
+        max_body_bytes: 0,
+        db_max_connections: (args.workers.workers as u32 + 2).min(64),
+    })
+    .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = app::spawn_workers(&state.db, args.workers.workers, &settings, &stopped);
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
     Ok(())
 }
 
@@ -255,6 +325,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve).await,
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Worker(args)) => worker(args).await,
         Some(Command::Migrate(args)) => migrate(args).await,
         Some(Command::Admin(AdminCommand::CreateToken(args))) => create_token(args).await,
         Some(Command::Healthcheck(args)) => healthcheck(args).await,

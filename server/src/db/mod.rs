@@ -2,11 +2,17 @@
 //! checked at run time (no build-time database), and every one is exercised by the
 //! integration tests against a real Postgres.
 
+mod accuracy;
 mod api_keys;
+mod searches;
 mod spaces;
+mod tables;
 
+pub use accuracy::{NewSampleSet, SampleSetRow};
 pub use api_keys::{ApiKeyRow, NewApiKey};
+pub use searches::{FrontRow, GenerationRecord, Ownership, SearchRow};
 pub use spaces::StoredSpace;
+pub use tables::DeviceRef;
 
 use std::time::Duration;
 

@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per resource, and the OpenAPI document they make up.
 
+pub mod accuracy;
 pub mod api_keys;
 pub mod health;
+pub mod searches;
 pub mod spaces;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -23,6 +25,7 @@ use crate::app::AppState;
         (name = "health", description = "liveness, readiness and metrics"),
         (name = "api-keys", description = "credentials for people and scripts (admin)"),
         (name = "spaces", description = "search spaces, their blocks, and architecture analysis"),
+        (name = "searches", description = "weighted NSGA-II searches over latency tables, and accuracy sources"),
     )
 )]
 struct ApiDoc;
@@ -53,4 +56,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(spaces::get))
         .routes(routes!(spaces::blocks))
         .routes(routes!(spaces::analyze))
+        .routes(routes!(searches::create, searches::list))
+        .routes(routes!(searches::get))
+        .routes(routes!(searches::cancel))
+        .routes(routes!(searches::front))
+        .routes(routes!(accuracy::create))
+        .routes(routes!(accuracy::get))
 }

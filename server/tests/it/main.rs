@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod health;
 mod openapi;
+mod searches;
 mod spaces;
 
 use gpulut_server::app::{self, Settings};

@@ -20,6 +20,12 @@ async fn openapi_document_is_stable() {
         "/v1/spaces/{space}",
         "/v1/spaces/{space}/blocks",
         "/v1/spaces/{space}/analyze",
+        "/v1/searches",
+        "/v1/searches/{id}",
+        "/v1/searches/{id}/front",
+        "/v1/searches/{id}/cancel",
+        "/v1/accuracy-samples",
+        "/v1/accuracy-samples/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
