@@ -17,6 +17,8 @@ use tower_http::request_id::MakeRequestUuid;
 use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
+use gpulut_tables::protocol::Cadence;
+
 use crate::auth::{TokenDigest, digest};
 use crate::db::Db;
 use crate::error::ApiError;
@@ -29,6 +31,10 @@ pub struct AppState {
     /// SHA-256 of the bootstrap admin token, when one is configured.
     pub admin_token_digest: Option<TokenDigest>,
     pub metrics: PrometheusHandle,
+    /// The rhythm agents are asked to keep.
+    pub cadence: Cadence,
+    /// When this process started: devices get one heartbeat timeout of grace after a restart.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Settings of a serving process (from flags and environment in `main`).
@@ -38,7 +44,25 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub max_body_bytes: usize,
     pub db_max_connections: u32,
+    pub cadence: Cadence,
 }
+
+/// The agent cadence of a production server: heartbeat every 15 s, long polls of 30 s, leases of
+/// 2 minutes (renewed by the agent while it works).
+pub const DEFAULT_CADENCE: Cadence = Cadence {
+    heartbeat_s: 15.0,
+    poll_wait_s: 30.0,
+    lease_s: 120.0,
+};
+
+/// The frameworks of this project's own kernels, registered at start.
+pub const NATIVE_FRAMEWORKS: &[(&str, &str)] = &[
+    ("wgpu-direct", "gpulut's WGSL kernels, one dispatch per op"),
+    (
+        "wgpu-fused",
+        "gpulut's optimised WGSL kernels: fused activations, tiled pointwise convs",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -105,10 +129,15 @@ pub async fn prepare(settings: &Settings) -> Result<AppState, StartError> {
     db.register_builtin_spaces()
         .await
         .map_err(StartError::Seed)?;
+    db.register_native_frameworks(NATIVE_FRAMEWORKS)
+        .await
+        .map_err(StartError::Seed)?;
     Ok(AppState {
         db,
         admin_token_digest,
         metrics: metrics_handle(),
+        cadence: settings.cadence,
+        started_at: chrono::Utc::now(),
     })
 }
 

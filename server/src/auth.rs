@@ -159,3 +159,39 @@ mod tests {
         assert_eq!(d, digest(&a));
     }
 }
+
+/// Prefix of agent tokens.
+pub const AGENT_KIND: &str = "gpulut_agent";
+/// Prefix of enrollment tokens.
+pub const ENROLLMENT_KIND: &str = "gpulut_enroll";
+
+/// An enrolled agent calling the agent endpoints with its own token; it acts for its device
+/// only.
+#[derive(Debug, Clone)]
+pub struct AgentCaller {
+    pub agent_id: Uuid,
+    pub device_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let agent = state
+            .db
+            .agent_by_digest(&digest(token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown agent token; enroll the agent again"))?;
+        if agent.revoked_at.is_some() {
+            return Err(ApiError::unauthorized(format!(
+                "agent {} was revoked; enroll again with a new enrollment token",
+                agent.prefix
+            )));
+        }
+        Ok(AgentCaller {
+            agent_id: agent.id,
+            device_id: agent.device_id,
+        })
+    }
+}

@@ -204,6 +204,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         max_body_bytes: args.max_body_bytes,
         db_max_connections: args.db_max_connections,
+        cadence: app::DEFAULT_CADENCE,
     };
     if settings.admin_token.is_none() {
         tracing::warn!(
@@ -242,6 +243,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         admin_token: None,
         max_body_bytes: 0,
         db_max_connections: (args.workers.workers as u32 + 2).min(64),
+        cadence: app::DEFAULT_CADENCE,
     })
     .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod block;
 pub mod grid;
 pub mod latency;
+pub mod protocol;
 pub mod space;
 pub mod stats;
 pub mod wire;

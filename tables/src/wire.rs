@@ -169,7 +169,9 @@ pub struct BlockMeasurement {
     pub warmup_runs: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_by: Option<StopReason>,
-    /// Time spent building this series' pipelines (shader compilation), never part of a sample.
+    /// Time spent building the pipelines (shader compilation) this series was the first to
+    /// need; pipelines are shared between series, as layers share them in a runtime. Never
+    /// part of a sample.
     pub pipeline_ms: f64,
     /// Compute dispatches per run.
     pub dispatches: u32,
@@ -183,4 +185,71 @@ pub struct BlockMeasurement {
     pub state_start: Option<DeviceState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_end: Option<DeviceState>,
+}
+
+/// The document `gpulut-agent bench --json` prints: where and how, then one measurement per
+/// block or architecture and framework.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub agent_version: String,
+    pub fingerprint: DeviceFingerprint,
+    /// The search space the blocks and architectures belong to.
+    pub space: String,
+    pub protocol: TimingProtocol,
+    /// Whether GPU timestamps passed their check against the wall clock on this device (null
+    /// when the adapter has none or they were turned off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamps_valid: Option<bool>,
+    pub results: Vec<BlockMeasurement>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measurement_spellings_are_stable() {
+        let m = BlockMeasurement {
+            key: "gap-i7x7x960".into(),
+            kind: MeasuredKind::Block,
+            name: None,
+            framework: "wgpu-fused".into(),
+            framework_version: "1".into(),
+            verified: true,
+            max_relative_error: Some(1e-7),
+            tolerance: 1e-4,
+            error: None,
+            median_ms: Some(0.5),
+            samples: vec![0.5, 0.6, 0.4],
+            timer: Some(TimerKind::GpuTimestamp),
+            wall_samples: vec![0.7, 0.8, 0.6],
+            warmup_runs: 10,
+            stopped_by: Some(StopReason::MaxRuns),
+            pipeline_ms: 3.0,
+            dispatches: 1,
+            flops: 0,
+            bytes: 192_000,
+            state_start: Some(DeviceState::default()),
+            state_end: None,
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["timer"], "gpu-timestamp");
+        assert_eq!(v["kind"], "block");
+        assert_eq!(v["stopped_by"], "max_runs");
+        assert!(v.get("name").is_none() && v.get("error").is_none());
+        let back: BlockMeasurement = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+        // A failed, untimed series still carries its nulls.
+        let failed = BlockMeasurement {
+            verified: false,
+            median_ms: None,
+            samples: vec![],
+            timer: None,
+            ..m
+        };
+        let v = serde_json::to_value(&failed).unwrap();
+        assert!(v["median_ms"].is_null() && v["timer"].is_null());
+        assert_eq!(v["samples"], serde_json::json!([]));
+        assert_eq!(TimerKind::Wall.as_str(), "wall");
+    }
 }

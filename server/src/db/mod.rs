@@ -3,13 +3,17 @@
 //! integration tests against a real Postgres.
 
 mod accuracy;
+mod agents;
 mod api_keys;
+mod jobs;
 mod searches;
 mod spaces;
 mod tables;
 
 pub use accuracy::{NewSampleSet, SampleSetRow};
+pub use agents::{AgentRow, DeviceRow, Enrolled, Enrollment, EnrollmentTokenRow, TokenRefusal};
 pub use api_keys::{ApiKeyRow, NewApiKey};
+pub use jobs::{CampaignRow, JobRow, LeaseCheck, NewCampaign, NewJob, NewMeasurement, Progress};
 pub use searches::{FrontRow, GenerationRecord, Ownership, SearchRow};
 pub use spaces::StoredSpace;
 pub use tables::DeviceRef;

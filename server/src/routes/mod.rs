@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per resource, and the OpenAPI document they make up.
 
 pub mod accuracy;
+pub mod agents;
 pub mod api_keys;
+pub mod campaigns;
 pub mod health;
 pub mod searches;
 pub mod spaces;
@@ -25,6 +27,8 @@ use crate::app::AppState;
         (name = "health", description = "liveness, readiness and metrics"),
         (name = "api-keys", description = "credentials for people and scripts (admin)"),
         (name = "spaces", description = "search spaces, their blocks, and architecture analysis"),
+        (name = "agents", description = "enrollment, the agent protocol (heartbeats, job leases, results), agents and devices"),
+        (name = "campaigns", description = "profiling campaigns and their progress"),
         (name = "searches", description = "weighted NSGA-II searches over latency tables, and accuracy sources"),
     )
 )]
@@ -62,4 +66,19 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(searches::front))
         .routes(routes!(accuracy::create))
         .routes(routes!(accuracy::get))
+        .routes(routes!(agents::create_token, agents::list_tokens))
+        .routes(routes!(agents::revoke_token))
+        .routes(routes!(agents::enroll))
+        .routes(routes!(agents::heartbeat))
+        .routes(routes!(agents::claim))
+        .routes(routes!(agents::renew))
+        .routes(routes!(agents::release))
+        .routes(routes!(agents::result))
+        .routes(routes!(agents::list_agents))
+        .routes(routes!(agents::revoke_agent))
+        .routes(routes!(agents::list_devices))
+        .routes(routes!(agents::get_device))
+        .routes(routes!(campaigns::create, campaigns::list))
+        .routes(routes!(campaigns::get))
+        .routes(routes!(campaigns::cancel))
 }

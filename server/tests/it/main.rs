@@ -1,6 +1,7 @@
 //! Integration tests of the server: real HTTP against a real Postgres. `./scripts/test` starts
 //! a throwaway Postgres and exports DATABASE_URL; every test gets a fresh database in it.
 
+mod agents;
 mod api_keys;
 mod cli;
 mod errors;
@@ -15,6 +16,12 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// Short intervals, so lease expiry and long polls happen within a test.
+pub const TEST_CADENCE: gpulut_tables::protocol::Cadence = gpulut_tables::protocol::Cadence {
+    heartbeat_s: 1.0,
+    poll_wait_s: 2.0,
+    lease_s: 3.0,
+};
 /// Small on purpose, so the oversized-body test stays cheap.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -61,7 +68,8 @@ pub async fn spawn_app_on(database_url: String) -> TestApp {
         database_url: database_url.clone(),
         admin_token: Some(ADMIN_TOKEN.to_string()),
         max_body_bytes: MAX_BODY_BYTES,
-        db_max_connections: 4,
+        db_max_connections: 8,
+        cadence: TEST_CADENCE,
     };
     let state = app::prepare(&settings).await.expect("server starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
