@@ -3,6 +3,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::bench::Fault;
+use crate::framework::Framework;
 use crate::gpu::BackendChoice;
 
 /// The gpulut device agent: describes this device's GPU and times neural-network blocks on it.
@@ -17,6 +19,92 @@ pub struct Cli {
 pub enum Command {
     /// Print the device fingerprint and GPU capabilities (adapter, limits, features).
     Info(InfoArgs),
+    /// Verify and time blocks or whole architectures on this GPU, with no server.
+    ///
+    /// Every block's GPU output is first compared with the CPU reference on seeded random
+    /// weights and input; a block that does not match is reported as failed and not timed.
+    /// Flags that mean the same as TFLite's benchmark_model have its names.
+    Bench(BenchArgs),
+}
+
+/// Which of the agent's kernel sets to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FrameworkChoice {
+    #[value(name = "wgpu-direct")]
+    WgpuDirect,
+    #[value(name = "wgpu-fused")]
+    WgpuFused,
+    All,
+}
+
+impl FrameworkChoice {
+    pub fn frameworks(self) -> Vec<Framework> {
+        match self {
+            Self::WgpuDirect => vec![Framework::WgpuDirect],
+            Self::WgpuFused => vec![Framework::WgpuFused],
+            Self::All => Framework::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Search space whose blocks are measured; without --block or --arch, all its distinct
+    /// blocks (stem, every choice at every layer shape, head).
+    #[arg(long, default_value = "moga-mbv3")]
+    pub space: String,
+    /// Measure this block (its canonical key); repeatable.
+    #[arg(long = "block", value_name = "KEY")]
+    pub blocks: Vec<String>,
+    /// Measure this architecture end to end (hex form, reference name such as MoGA-A or
+    /// MobileNetV3-Large, or JSON form); repeatable.
+    #[arg(long = "arch", value_name = "ARCH")]
+    pub archs: Vec<String>,
+    /// Measure every block of this architecture on its own (each distinct block once);
+    /// repeatable. With --arch on the same network, shows how well blocks add up.
+    #[arg(long = "blocks_of", value_name = "ARCH")]
+    pub blocks_of: Vec<String>,
+    /// Kernel set to run.
+    #[arg(long, value_enum, default_value_t = FrameworkChoice::All)]
+    pub framework: FrameworkChoice,
+    /// Warm-up runs per block before timing.
+    #[arg(long = "warmup_runs", default_value_t = 10)]
+    pub warmup_runs: u32,
+    /// Warm-up also lasts at least this many seconds per block.
+    #[arg(long = "warmup_min_secs", default_value_t = 0.2)]
+    pub warmup_min_secs: f64,
+    /// Minimum timed runs per block; timing continues until the median's 95% CI is within
+    /// --target_ci of it.
+    #[arg(long = "num_runs", default_value_t = 30)]
+    pub num_runs: u32,
+    /// Maximum timed runs per block.
+    #[arg(long = "max_runs", default_value_t = 300)]
+    pub max_runs: u32,
+    /// Maximum seconds of timed runs per block.
+    #[arg(long = "max_secs", default_value_t = 10.0)]
+    pub max_secs: f64,
+    /// Target half-width of the median's 95% confidence interval, relative to the median.
+    #[arg(long = "target_ci", default_value_t = 0.02)]
+    pub target_ci: f64,
+    /// Seed of the random weights and inputs and of the shuffled run order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Time with the wall clock (submit to completion) even where GPU timestamps exist.
+    #[arg(long = "no_timestamps")]
+    pub no_timestamps: bool,
+    /// Print one JSON document (the fingerprint, the protocol and one result per block or
+    /// architecture and framework, with raw samples).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV, one row per result.
+    #[arg(long)]
+    pub csv: bool,
+    /// Test hook: make the GPU compute something other than the reference, to prove that
+    /// verification catches it.
+    #[arg(long = "inject_fault", value_enum, hide = true)]
+    pub inject_fault: Option<Fault>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
 }
 
 #[derive(Debug, Args)]
@@ -50,7 +138,9 @@ mod tests {
     #[test]
     fn info_defaults_and_flags() {
         let cli = Cli::try_parse_from(["gpulut-agent", "info"]).expect("parses");
-        let Command::Info(args) = cli.command;
+        let Command::Info(args) = cli.command else {
+            panic!("not info")
+        };
         assert!(!args.json);
         // The default may be overridden by GPULUT_BACKEND in the environment; only check it
         // when the variable is unset.
@@ -60,9 +150,56 @@ mod tests {
 
         let cli = Cli::try_parse_from(["gpulut-agent", "info", "--json", "--backend", "vulkan"])
             .expect("parses");
-        let Command::Info(args) = cli.command;
+        let Command::Info(args) = cli.command else {
+            panic!("not info")
+        };
         assert!(args.json);
         assert_eq!(args.gpu.backend, BackendChoice::Vulkan);
+    }
+
+    #[test]
+    fn bench_flags_use_benchmark_model_names() {
+        let cli = Cli::try_parse_from([
+            "gpulut-agent",
+            "bench",
+            "--arch",
+            "MoGA-A",
+            "--arch",
+            "MoGA-B",
+            "--block",
+            "gap-i7x7x960",
+            "--num_runs",
+            "3",
+            "--warmup_runs",
+            "1",
+            "--max_secs",
+            "5",
+            "--framework",
+            "wgpu-fused",
+            "--json",
+        ])
+        .expect("parses");
+        let Command::Bench(b) = cli.command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.archs, ["MoGA-A", "MoGA-B"]);
+        assert_eq!(b.blocks, ["gap-i7x7x960"]);
+        assert_eq!((b.num_runs, b.warmup_runs, b.max_secs), (3, 1, 5.0));
+        assert_eq!(b.framework.frameworks(), [Framework::WgpuFused]);
+        assert!(b.json && !b.csv);
+        assert!(
+            Cli::try_parse_from(["gpulut-agent", "bench", "--json", "--csv"]).is_err(),
+            "--json and --csv conflict"
+        );
+        let Command::Bench(d) = Cli::try_parse_from(["gpulut-agent", "bench"])
+            .unwrap()
+            .command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(d.space, "moga-mbv3");
+        assert_eq!(d.framework, FrameworkChoice::All);
+        assert_eq!((d.warmup_runs, d.num_runs), (10, 30));
     }
 
     #[test]

@@ -5,8 +5,19 @@
 //! - [`host`]: OS, model, SoC and machine-id facts, each optional.
 //! - [`info`]: the `info` command's report, table and JSON.
 //! - [`cli`]: the command-line definition.
+//! - [`model`]: networks as ops with seeded weights (layout HWC, f32), shared by
+//!   [`reference`], the plain-Rust CPU reference, and the GPU kernels.
+//! - [`framework`]: the agent's kernel sets (`wgpu-direct`, `wgpu-fused`) and their versions.
+//! - [`bench`]: the timing protocol (verify, warm up, interleaved adaptive timing);
+//!   [`report`] renders its results; [`thermal`] reads temperatures and GPU clocks.
 
+pub mod bench;
 pub mod cli;
+pub mod framework;
 pub mod gpu;
 pub mod host;
 pub mod info;
+pub mod model;
+pub mod reference;
+pub mod report;
+pub mod thermal;

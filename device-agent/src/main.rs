@@ -1,25 +1,40 @@
 //! `gpulut-agent`: see the library for the pieces; this file only wires the CLI to them.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use gpulut_agent::cli::{Cli, Command, InfoArgs};
-use gpulut_agent::info;
+use gpulut_agent::bench::{self, Options, Progress};
+use gpulut_agent::cli::{BenchArgs, Cli, Command, InfoArgs};
+use gpulut_agent::gpu::Gpu;
+use gpulut_agent::{host, info, report};
+use gpulut_tables::wire::{BenchReport, TimingProtocol};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Exit status when some block failed verification or could not run: the results are still
+/// printed, but a script must not take them as a clean run.
+const EXIT_SOME_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info(args) => run_info(&args),
+        Command::Info(args) => run_info(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => run_bench(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}").context("cannot write to stdout")
 }
 
 fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
@@ -32,7 +47,145 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<()> {
     } else {
         info::render_table(&info)
     };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}").context("cannot write to stdout")?;
-    Ok(())
+    print(&text)
+}
+
+fn protocol(args: &BenchArgs) -> anyhow::Result<TimingProtocol> {
+    let positive = |v: f64, flag: &str| {
+        anyhow::ensure!(
+            v.is_finite() && v >= 0.0,
+            "--{flag} must be a non-negative number"
+        );
+        Ok(v)
+    };
+    anyhow::ensure!(args.max_runs >= 1, "--max_runs must be at least 1");
+    anyhow::ensure!(
+        args.target_ci.is_finite() && args.target_ci > 0.0,
+        "--target_ci must be a positive fraction, e.g. 0.02"
+    );
+    Ok(TimingProtocol {
+        warmup_runs: args.warmup_runs,
+        warmup_min_ms: positive(args.warmup_min_secs, "warmup_min_secs")? * 1e3,
+        min_runs: args.num_runs,
+        max_runs: args.max_runs,
+        max_seconds: positive(args.max_secs, "max_secs")?,
+        target_relative_ci: args.target_ci,
+        seed: args.seed,
+        gpu_timestamps: !args.no_timestamps,
+    })
+}
+
+fn run_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let protocol = protocol(args)?;
+    let space = bench::space(&args.space)?;
+    let mut items = Vec::new();
+    for key in &args.blocks {
+        items.push(bench::block_item(&space, key)?);
+    }
+    for arch in &args.blocks_of {
+        for item in bench::arch_block_items(&space, arch)? {
+            if items.iter().all(|i: &bench::Item| i.key != item.key) {
+                items.push(item);
+            }
+        }
+    }
+    for arch in &args.archs {
+        items.push(bench::arch_item(&space, arch)?);
+    }
+    if items.is_empty() {
+        items = bench::space_items(&space);
+    }
+
+    let gpu = Gpu::open(args.gpu.backend).context("cannot open the GPU")?;
+    for warning in &gpu.report().warnings {
+        eprintln!("warning: {warning}");
+    }
+    let fingerprint = info::assemble(host::collect(), gpu.report().clone())
+        .report
+        .fingerprint;
+    let options = Options {
+        protocol: protocol.clone(),
+        fault: args.inject_fault,
+    };
+    let mut progress = Bar::new();
+    let outcome = bench::run(
+        &gpu,
+        &items,
+        &args.framework.frameworks(),
+        &options,
+        &mut progress,
+    );
+    let doc = BenchReport {
+        agent_version: info::AGENT_VERSION.to_owned(),
+        fingerprint,
+        space: space.name().to_owned(),
+        protocol,
+        timestamps_valid: outcome.timestamps_valid,
+        results: outcome.results,
+    };
+    let text = if args.json {
+        serde_json::to_string_pretty(&doc).context("cannot encode the results as JSON")?
+    } else if args.csv {
+        report::render_csv(&doc).trim_end().to_owned()
+    } else {
+        report::render_table(&doc)
+    };
+    print(&text)?;
+    let failed = doc
+        .results
+        .iter()
+        .filter(|r| !r.verified || r.error.is_some())
+        .count();
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} results failed verification or could not run",
+            doc.results.len()
+        );
+        return Ok(ExitCode::from(EXIT_SOME_FAILED));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal so logs and pipes stay clean.
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Self { bar: None }
+    }
+}
+
+impl Progress for Bar {
+    fn stage(&mut self, name: &str, total: u64) {
+        if let Some(old) = self.bar.take() {
+            old.finish_and_clear();
+        }
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = ProgressBar::new(total);
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(name.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    fn step(&mut self, what: &str) {
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            bar.set_message(what.to_owned());
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }

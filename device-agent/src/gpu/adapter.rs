@@ -11,6 +11,12 @@ use super::{BackendChoice, ComputeLimits, GpuError, GpuReport};
 /// period, which wgpu exposes on the queue and not on the adapter.
 pub fn probe(choice: BackendChoice) -> Result<GpuReport, GpuError> {
     let adapter = select_adapter(choice)?;
+    Ok(describe(&adapter, choice))
+}
+
+/// The report of an adapter already chosen (also used by the compute context, so `bench`
+/// reports exactly the adapter it ran on).
+pub(super) fn describe(adapter: &wgpu::Adapter, choice: BackendChoice) -> GpuReport {
     let info = adapter.get_info();
     let features = adapter.features();
     let timestamp_query = features.contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -24,7 +30,7 @@ pub fn probe(choice: BackendChoice) -> Result<GpuReport, GpuError> {
     }
 
     let timestamp_period_ns = if timestamp_query {
-        match timestamp_period(&adapter) {
+        match timestamp_period(adapter) {
             Ok(period) => Some(period),
             Err(e) => {
                 warnings.push(format!(
@@ -37,7 +43,7 @@ pub fn probe(choice: BackendChoice) -> Result<GpuReport, GpuError> {
         None
     };
 
-    let vulkan = vulkan_properties(&adapter);
+    let vulkan = vulkan_properties(adapter);
     let driver_version = meaningful(&info.driver_info)
         .or_else(|| vulkan.map(|v| format_driver_version(info.vendor, v.driver_version)))
         .unwrap_or_else(|| "unknown".to_owned());
@@ -55,19 +61,19 @@ pub fn probe(choice: BackendChoice) -> Result<GpuReport, GpuError> {
         timestamp_period_ns,
     };
 
-    Ok(GpuReport {
+    GpuReport {
         fingerprint,
         pci_bus_id: meaningful(&info.device_pci_bus_id),
         limits: compute_limits(&adapter.limits()),
         features: feature_names(features),
         warnings,
-    })
+    }
 }
 
 /// Enumerates adapters rather than using `request_adapter`, because wgpu's default choice
 /// follows power preference across backends, while profiling wants Vulkan first: it is what
 /// phones run.
-fn select_adapter(choice: BackendChoice) -> Result<wgpu::Adapter, GpuError> {
+pub(super) fn select_adapter(choice: BackendChoice) -> Result<wgpu::Adapter, GpuError> {
     let wanted = match choice {
         BackendChoice::All => wgpu::Backends::PRIMARY,
         BackendChoice::Vulkan => wgpu::Backends::VULKAN,

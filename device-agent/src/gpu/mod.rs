@@ -1,10 +1,18 @@
 //! Everything the agent needs from the GPU, behind plain types.
 //!
 //! This is the only module that knows wgpu: wgpu's API changes with every major release,
-//! so an upgrade should touch these files and nothing else. Callers get [`GpuReport`] and
-//! [`GpuError`], which name no wgpu type.
+//! so an upgrade should touch these files and nothing else. Callers get [`GpuReport`],
+//! [`Gpu`], [`Program`] and [`GpuError`], which name no wgpu type.
+//!
+//! Kernels are WGSL in `shaders/`; `lower` turns a [`crate::model::Network`] into dispatches
+//! for one [`crate::framework::Framework`], `program` binds them to buffers and runs them.
 
 mod adapter;
+mod codegen;
+mod context;
+mod fused;
+mod lower;
+mod program;
 pub mod version;
 
 use std::fmt;
@@ -13,6 +21,22 @@ use gpulut_tables::wire::GpuFingerprint;
 use serde::Serialize;
 
 pub use adapter::probe;
+pub use context::Gpu;
+pub use program::{Program, ProgramInfo, RunTime};
+
+/// How `wgpu-fused` runs pointwise convs. Both kernels compute the same thing; which is
+/// faster depends on how the device treats workgroup memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PointwiseStrategy {
+    /// Register-blocked on CPU adapters (lavapipe, SwiftShader), where workgroup memory is
+    /// read lane by lane like any buffer; tiled through workgroup memory on GPUs.
+    #[default]
+    Auto,
+    /// 4 pixels x 16 channels (or 8 x 8) per invocation, weights in uniform buffers.
+    RegisterBlocked,
+    /// 64 x 32 output tiles staged through workgroup memory.
+    WorkgroupTiled,
+}
 
 /// Which graphics API to look for adapters on.
 ///
@@ -91,6 +115,28 @@ pub enum GpuError {
         backend: BackendChoice,
         hint: &'static str,
     },
+    /// The adapter exists but refused to open a device.
+    #[error("cannot open the GPU device: {0}")]
+    Device(String),
+    /// A kernel failed to compile or its pipeline or bindings failed validation: a bug in
+    /// the agent, reported rather than aborting the whole run.
+    #[error("kernel `{kernel}` failed to build: {message}")]
+    Kernel {
+        kernel: &'static str,
+        message: String,
+    },
+    /// A buffer larger than the device allows in one binding.
+    #[error("{what} needs {bytes} bytes, more than the {limit} bytes this GPU binds at once")]
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error("the input has {got} values, the program takes {expected}")]
+    InputLength { expected: u64, got: usize },
+    /// Submission, waiting or reading back failed (device lost, out of memory, ...).
+    #[error("GPU execution failed: {0}")]
+    Execution(String),
 }
 
 /// Limits that decide how compute kernels can be shaped and how large their buffers may be.

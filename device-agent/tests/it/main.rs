@@ -1,8 +1,13 @@
-//! Integration tests: run the real `gpulut-agent` binary the way a person or script would.
-//! They need a Vulkan driver; on machines without a GPU, Mesa's lavapipe
-//! (`mesa-vulkan-drivers libvulkan1`) provides one.
+//! Integration tests on a real Vulkan driver: the kernels against the CPU reference
+//! (`kernels`, `blocks`), and the real `gpulut-agent` binary the way a person or script runs
+//! it (`info`, `bench`). On machines without a GPU, Mesa's lavapipe
+//! (`mesa-vulkan-drivers libvulkan1`) provides the driver. Run counts stay tiny: lavapipe is
+//! slow, and these tests check correctness and plumbing, never speed.
 
+mod bench;
+mod blocks;
 mod info;
+mod kernels;
 
 use std::process::{Command, Output};
 
