@@ -25,6 +25,44 @@ pub enum Command {
     /// weights and input; a block that does not match is reported as failed and not timed.
     /// Flags that mean the same as TFLite's benchmark_model have its names.
     Bench(BenchArgs),
+    /// Enroll this device with a server: exchanges an enrollment token (from an admin) and
+    /// this device's fingerprint for agent credentials, stored in the state directory.
+    Enroll(EnrollArgs),
+    /// Work for the server: heartbeat, take profiling jobs, verify and time them on this GPU,
+    /// upload the results. Survives network loss and server restarts; Ctrl-C gives the
+    /// current job back.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The server's base URL, e.g. http://127.0.0.1:8080 (on a phone, after
+    /// `adb reverse tcp:8080 tcp:8080`).
+    #[arg(long)]
+    pub server: String,
+    /// The enrollment token an admin created (POST /v1/enrollment-tokens).
+    #[arg(long, env = "GPULUT_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A name for this device (default: its model, or its GPU's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where credentials and spooled results live.
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where `enroll` stored the credentials.
+    #[arg(long)]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Exit once the server has no job for this device (for scripts that run one campaign).
+    #[arg(long)]
+    pub until_idle: bool,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
 }
 
 /// Which of the agent's kernel sets to run.

@@ -10,9 +10,12 @@
 //! - [`framework`]: the agent's kernel sets (`wgpu-direct`, `wgpu-fused`) and their versions.
 //! - [`bench`]: the timing protocol (verify, warm up, interleaved adaptive timing);
 //!   [`report`] renders its results; [`thermal`] reads temperatures and GPU clocks.
+//! - [`client`], [`state`], [`runner`]: `enroll` and `run`, the agent protocol's client side:
+//!   credentials and the result spool on disk, and the worker loop.
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod framework;
 pub mod gpu;
 pub mod host;
@@ -20,4 +23,6 @@ pub mod info;
 pub mod model;
 pub mod reference;
 pub mod report;
+pub mod runner;
+pub mod state;
 pub mod thermal;

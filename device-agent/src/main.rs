@@ -7,9 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use gpulut_agent::bench::{self, Options, Progress};
-use gpulut_agent::cli::{BenchArgs, Cli, Command, InfoArgs};
+use gpulut_agent::cli::{BenchArgs, Cli, Command, EnrollArgs, InfoArgs, RunArgs};
+use gpulut_agent::client::Client;
 use gpulut_agent::gpu::Gpu;
+use gpulut_agent::runner::{RunError, RunOptions};
+use gpulut_agent::state::{self as agent_state, Credentials, StateDir};
 use gpulut_agent::{host, info, report};
+use gpulut_tables::protocol::EnrollRequest;
 use gpulut_tables::wire::{BenchReport, TimingProtocol};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -22,6 +26,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => run_info(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => run_bench(&args),
+        Command::Enroll(args) => enroll(&args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_worker(&args),
     };
     match result {
         Ok(code) => code,
@@ -144,6 +150,126 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_SOME_FAILED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit status when the server refuses the agent's credentials: re-enroll.
+const EXIT_UNAUTHORIZED: u8 = 3;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
+    let dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(agent_state::default_dir);
+    let state = StateDir::open(&dir).context("cannot open the state directory")?;
+    let info = info::collect(args.gpu.backend).context("cannot describe the GPU")?;
+    let client = Client::new(&args.server, None)?;
+    let request = EnrollRequest {
+        token: args.token.trim().to_owned(),
+        name: args.name.clone(),
+        fingerprint: info.report.fingerprint,
+    };
+    let answer = runtime()?
+        .block_on(client.enroll(&request))
+        .context("enrollment failed")?;
+    state.save_credentials(&Credentials {
+        server: args.server.trim_end_matches('/').to_owned(),
+        agent_id: answer.agent_id.clone(),
+        device_id: answer.device_id.clone(),
+        device_name: answer.device_name.clone(),
+        token: answer.token,
+        cadence: answer.cadence,
+    })?;
+    eprintln!(
+        "enrolled as device {} ({}), agent {}; credentials in {}",
+        answer.device_name,
+        answer.device_id,
+        answer.agent_id,
+        dir.display()
+    );
+    eprintln!("next: gpulut-agent run --state-dir {}", dir.display());
+    Ok(())
+}
+
+fn run_worker(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    init_logs();
+    let dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(agent_state::default_dir);
+    let state = StateDir::open(&dir).context("cannot open the state directory")?;
+    let creds = state.credentials()?;
+    let gpu = Gpu::open(args.gpu.backend).context("cannot open the GPU")?;
+    for warning in &gpu.report().warnings {
+        tracing::warn!("{warning}");
+    }
+    let rt = runtime()?;
+    let outcome = rt.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: the current job is given back");
+            let _ = stop.send(true);
+        });
+        let options = RunOptions {
+            until_idle: args.until_idle,
+        };
+        gpulut_agent::runner::run(state, creds, std::sync::Arc::new(gpu), options, stopped).await
+    });
+    // The GPU work of a job given back may still be running on a blocking thread: don't wait.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
+        Ok(summary) => {
+            tracing::info!(
+                jobs = summary.jobs,
+                uploads = summary.uploads,
+                "agent stopped"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ RunError::Unauthorized(_)) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(EXIT_UNAUTHORIZED))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal so logs and pipes stay clean.

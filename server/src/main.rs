@@ -11,6 +11,7 @@ use gpulut_server::auth::{Role, new_token};
 use gpulut_server::db::{Db, NewApiKey};
 use gpulut_server::routes::api_keys::KEY_KIND;
 use gpulut_server::searches::worker::WorkerSettings;
+use gpulut_tables::protocol::Cadence;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -95,6 +96,41 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     workers: WorkerFlags,
+    #[command(flatten)]
+    cadence: CadenceFlags,
+}
+
+/// The rhythm agents are asked to keep (sent to them at enrollment and with every heartbeat).
+#[derive(Args, Clone)]
+struct CadenceFlags {
+    /// Seconds between agent heartbeats; a device is offline after three missed.
+    #[arg(long, env = "GPULUT_HEARTBEAT_S", default_value_t = app::DEFAULT_CADENCE.heartbeat_s)]
+    heartbeat_s: f64,
+    /// Longest wait of a job claim (long poll), in seconds.
+    #[arg(long, env = "GPULUT_POLL_WAIT_S", default_value_t = app::DEFAULT_CADENCE.poll_wait_s)]
+    poll_wait_s: f64,
+    /// Seconds a job lease lasts unless renewed; an expired lease hands the job out again.
+    #[arg(long, env = "GPULUT_LEASE_S", default_value_t = app::DEFAULT_CADENCE.lease_s)]
+    lease_s: f64,
+}
+
+impl CadenceFlags {
+    fn cadence(&self) -> anyhow::Result<Cadence> {
+        for (name, v, lo, hi) in [
+            ("--heartbeat-s", self.heartbeat_s, 0.2, 3600.0),
+            ("--poll-wait-s", self.poll_wait_s, 0.0, 300.0),
+            ("--lease-s", self.lease_s, 1.0, 86_400.0),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                bail!("{name} must be {lo} to {hi} seconds");
+            }
+        }
+        Ok(Cadence {
+            heartbeat_s: self.heartbeat_s,
+            poll_wait_s: self.poll_wait_s,
+            lease_s: self.lease_s,
+        })
+    }
 }
 
 #[derive(Args, Clone)]
@@ -204,7 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
         max_body_bytes: args.max_body_bytes,
         db_max_connections: args.db_max_connections,
-        cadence: app::DEFAULT_CADENCE,
+        cadence: args.cadence.cadence()?,
     };
     if settings.admin_token.is_none() {
         tracing::warn!(

@@ -1,8 +1,7 @@
 //! An opened GPU: device, queue, and the shader modules and pipelines built so far.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::framework::Framework;
@@ -26,8 +25,9 @@ pub struct Gpu {
     report: GpuReport,
     /// Nanoseconds per timestamp tick, when the device was opened with timestamp queries.
     timestamp_period_ns: Option<f64>,
-    modules: RefCell<HashMap<Kernel, wgpu::ShaderModule>>,
-    pipelines: RefCell<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    // Mutexes, not RefCells: the agent's worker runs jobs on a blocking thread of its own.
+    modules: Mutex<HashMap<Kernel, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// Errors wgpu raised outside any error scope (during submission, say); a run that finds
     /// one fails instead of the process aborting in wgpu's default handler.
     pub(super) uncaptured: Arc<Mutex<Vec<String>>>,
@@ -73,8 +73,8 @@ impl Gpu {
             queue,
             report,
             timestamp_period_ns,
-            modules: RefCell::new(HashMap::new()),
-            pipelines: RefCell::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
             uncaptured,
             limits: DeviceLimits {
                 max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
@@ -134,7 +134,7 @@ impl Gpu {
             kernel,
             constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         );
-        if let Some(p) = self.pipelines.borrow().get(&key) {
+        if let Some(p) = locked(&self.pipelines).get(&key) {
             return Ok((p.clone(), 0.0));
         }
         let start = Instant::now();
@@ -161,13 +161,12 @@ impl Gpu {
             });
         }
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        self.pipelines.borrow_mut().insert(key, pipeline.clone());
+        locked(&self.pipelines).insert(key, pipeline.clone());
         Ok((pipeline, ms))
     }
 
     fn module(&self, kernel: Kernel) -> wgpu::ShaderModule {
-        self.modules
-            .borrow_mut()
+        locked(&self.modules)
             .entry(kernel)
             .or_insert_with(|| {
                 self.device
@@ -178,4 +177,10 @@ impl Gpu {
             })
             .clone()
     }
+}
+
+/// A cache lock; a panic elsewhere cannot leave a cache of compiled objects inconsistent, so a
+/// poisoned lock is used as it is.
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
