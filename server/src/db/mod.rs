@@ -16,7 +16,7 @@ pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use jobs::{CampaignRow, JobRow, LeaseCheck, NewCampaign, NewJob, NewMeasurement, Progress};
 pub use searches::{FrontRow, GenerationRecord, Ownership, SearchRow};
 pub use spaces::StoredSpace;
-pub use tables::DeviceRef;
+pub use tables::{DeviceRef, EntryDetailRow, TableSummaryRow};
 
 use std::time::Duration;
 

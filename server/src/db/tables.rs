@@ -101,3 +101,79 @@ impl Db {
         Ok(table)
     }
 }
+
+/// One latency table: the entries of a (device, framework) over a space's blocks.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TableSummaryRow {
+    pub device_id: Uuid,
+    pub device_name: String,
+    pub framework: String,
+    pub space: String,
+    pub entries: i64,
+    pub stale: i64,
+    pub blocks: i64,
+    pub last_measured_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One entry with where its block sits in the space.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EntryDetailRow {
+    pub block_key: String,
+    pub part: String,
+    pub framework_version: String,
+    pub count: i32,
+    pub min_ms: f64,
+    pub p10_ms: f64,
+    pub median_ms: f64,
+    pub p90_ms: f64,
+    pub mean_ms: f64,
+    pub iqr_ms: f64,
+    pub mad_ms: f64,
+    pub ci_low_ms: Option<f64>,
+    pub ci_high_ms: Option<f64>,
+    pub stale: bool,
+    pub first_measured_at: chrono::DateTime<chrono::Utc>,
+    pub last_measured_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Db {
+    /// Every (device, framework, space) with at least one entry.
+    pub async fn table_summaries(&self) -> Result<Vec<TableSummaryRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT e.device_id, d.name AS device_name, e.framework, b.space,
+                    count(*) AS entries, count(*) FILTER (WHERE e.stale) AS stale,
+                    (SELECT count(*) FROM space_blocks s WHERE s.space = b.space) AS blocks,
+                    max(e.last_measured_at) AS last_measured_at
+             FROM table_entries e
+             JOIN devices d ON d.id = e.device_id
+             JOIN space_blocks b ON b.block_key = e.block_key
+             GROUP BY e.device_id, d.name, e.framework, b.space
+             ORDER BY d.name, e.framework, b.space",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The entries of (device, framework) over `space`, in the space's block order.
+    pub async fn table_entries(
+        &self,
+        device: Uuid,
+        framework: &str,
+        space: &str,
+    ) -> Result<Vec<EntryDetailRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT e.block_key, b.part, e.framework_version, e.count, e.min_ms, e.p10_ms, e.median_ms,
+                    e.p90_ms, e.mean_ms, e.iqr_ms, e.mad_ms, e.ci_low_ms, e.ci_high_ms, e.stale,
+                    e.first_measured_at, e.last_measured_at
+             FROM table_entries e
+             JOIN space_blocks b ON b.block_key = e.block_key AND b.space = $3
+             WHERE e.device_id = $1 AND e.framework = $2
+             ORDER BY b.position",
+        )
+        .bind(device)
+        .bind(framework)
+        .bind(space)
+        .fetch_all(&self.pool)
+        .await
+    }
+}

@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod health;
 pub mod searches;
 pub mod spaces;
+pub mod tables;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -28,6 +29,7 @@ use crate::app::AppState;
         (name = "api-keys", description = "credentials for people and scripts (admin)"),
         (name = "spaces", description = "search spaces, their blocks, and architecture analysis"),
         (name = "agents", description = "enrollment, the agent protocol (heartbeats, job leases, results), agents and devices"),
+        (name = "tables", description = "latency tables and predictions from them"),
         (name = "campaigns", description = "profiling campaigns and their progress"),
         (name = "searches", description = "weighted NSGA-II searches over latency tables, and accuracy sources"),
     )
@@ -81,4 +83,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns::create, campaigns::list))
         .routes(routes!(campaigns::get))
         .routes(routes!(campaigns::cancel))
+        .routes(routes!(tables::list))
+        .routes(routes!(tables::get))
+        .routes(routes!(tables::predict))
 }

@@ -14,49 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::{ADMIN_TOKEN, TestApp, expect_problem, spawn_app};
-
-/// A deterministic per-block latency for fixtures: grows with the block's MACs, plus a launch
-/// cost, scaled per device.
-fn fixture_ms(macs: u64, scale: f64) -> f64 {
-    scale * (0.05 + macs as f64 / 2.0e7)
-}
-
-/// Inserts a device and a full moga-mbv3 table for it under `framework`; returns the device id.
-async fn seed_table(app: &TestApp, device: &str, framework: &str, scale: f64) -> String {
-    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
-    sqlx::query("INSERT INTO frameworks (id, kind) VALUES ($1, 'native') ON CONFLICT DO NOTHING")
-        .bind(framework)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (id,): (uuid::Uuid,) = sqlx::query_as(
-        "INSERT INTO devices (name, identity, fingerprint) VALUES ($1, $2, '{}') RETURNING id",
-    )
-    .bind(device)
-    .bind(format!("test:{device}"))
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
-    for b in SearchSpace::moga_mbv3().distinct_blocks() {
-        let ms = fixture_ms(b.block.macs, scale);
-        sqlx::query(
-            "INSERT INTO table_entries (device_id, framework, block_key, framework_version, count,
-                 min_ms, p10_ms, median_ms, p90_ms, mean_ms, iqr_ms, mad_ms, ci_low_ms, ci_high_ms,
-                 first_measured_at, last_measured_at)
-             VALUES ($1, $2, $3, '1', 30, $4 * 0.9, $4 * 0.95, $4, $4 * 1.1, $4 * 1.02, $4 * 0.1,
-                     $4 * 0.05, $4 * 0.98, $4 * 1.02, now(), now())",
-        )
-        .bind(id)
-        .bind(framework)
-        .bind(b.block.key.as_str())
-        .bind(ms)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-    id.to_string()
-}
+use crate::{ADMIN_TOKEN, TestApp, expect_problem, fixture_ms, seed_table, spawn_app};
 
 fn fast_settings() -> WorkerSettings {
     WorkerSettings {

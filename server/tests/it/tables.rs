@@ -1,0 +1,156 @@
+//! Latency tables over HTTP: listing, one table as JSON and CSV, and predictions.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{ADMIN_TOKEN, expect_problem, fixture_ms, seed_table, spawn_app};
+
+#[tokio::test]
+async fn tables_list_get_and_export_as_csv() {
+    let app = spawn_app().await;
+    let device = seed_table(&app, "pixel-test", "wgpu-fused", 1.0).await;
+    let list: Value = app
+        .get("/v1/tables", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["device"], device.as_str());
+    assert_eq!(
+        (list[0]["framework"].as_str(), list[0]["space"].as_str()),
+        (Some("wgpu-fused"), Some("moga-mbv3"))
+    );
+    assert_eq!(
+        (list[0]["entries"].as_i64(), list[0]["blocks"].as_i64()),
+        (Some(126), Some(126))
+    );
+    assert_eq!(list[0]["coverage"], 1.0);
+
+    let t: Value = app
+        .get(
+            &format!("/v1/tables/{device}/wgpu-fused?space=moga-mbv3"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = t["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 126);
+    assert_eq!(t["missing"], json!([]));
+    assert_eq!(
+        entries[0]["key"],
+        "conv-i224x224x3-o112x112x16-k3-s2-hswish"
+    );
+    assert_eq!(entries[0]["part"], "stem");
+    // By name too, and as CSV that parses back to the same numbers.
+    let csv = app
+        .get(
+            "/v1/tables/pixel-test/wgpu-fused?format=csv",
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let median = header.iter().position(|h| *h == "median_ms").unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 126);
+    for (row, e) in rows.iter().zip(entries) {
+        assert_eq!(row[0], e["key"].as_str().unwrap());
+        assert_eq!(
+            row[median].parse::<f64>().unwrap(),
+            e["median_ms"].as_f64().unwrap()
+        );
+    }
+    let p = expect_problem(
+        app.get(
+            &format!("/v1/tables/{device}/wgpu-fused?format=xml"),
+            Some(ADMIN_TOKEN),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("csv"));
+    expect_problem(
+        app.get("/v1/tables/nope/wgpu-fused", Some(ADMIN_TOKEN))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    expect_problem(
+        app.get(&format!("/v1/tables/{device}/snpe"), Some(ADMIN_TOKEN))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn predictions_sum_their_breakdown_and_report_missing_blocks() {
+    let app = spawn_app().await;
+    let device = seed_table(&app, "pixel-test", "wgpu-fused", 1.0).await;
+    let r = app
+        .post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": ["MoGA-A", "MobileNetV3-Large", {"choices": [0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    let space = gpulut_tables::SearchSpace::moga_mbv3();
+    for i in [0, 2] {
+        let blocks = v[i]["blocks"].as_array().unwrap();
+        let sum: f64 = blocks.iter().map(|b| b["ms"].as_f64().unwrap()).sum();
+        assert!((v[i]["total_ms"].as_f64().unwrap() - sum).abs() < 1e-9);
+        let arch = space
+            .resolve(&gpulut_tables::ArchSpec::from(
+                v[i]["arch"].as_str().unwrap(),
+            ))
+            .unwrap();
+        let expected: f64 = space
+            .expand(&arch)
+            .iter()
+            .map(|b| fixture_ms(b.macs, 1.0))
+            .sum();
+        assert!((sum - expected).abs() < 1e-9);
+        assert!(v[i]["uncertainty_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(v[0]["name"], "MoGA-A");
+    // MobileNetV3-Large's blocks are outside the grid: missing, and no total.
+    assert!(v[1]["total_ms"].is_null());
+    let missing = v[1]["missing"].as_array().unwrap();
+    assert!(!missing.is_empty());
+    assert!(
+        missing
+            .iter()
+            .any(|k| k.as_str().unwrap().contains("-h200-")),
+        "{missing:?}"
+    );
+    let p = expect_problem(
+        app.post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": ["12345"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("archs[0]"));
+    expect_problem(
+        app.post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "nope", "archs": ["MoGA-A"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
