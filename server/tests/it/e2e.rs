@@ -429,3 +429,52 @@ async fn a_revoked_agent_stops_with_a_message() {
     assert!(err.contains("enroll again"), "{err}");
     std::fs::remove_dir_all(state).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_the_current_job_back() {
+    let app = spawn_app().await;
+    let state = temp_dir("sigterm");
+    let device = enroll(&app, &state, "lavapipe").await;
+    let slow = json!({"warmup_runs": 1, "warmup_min_ms": 0, "min_runs": 2000, "max_runs": 2000, "max_seconds": 30});
+    campaign(
+        &app,
+        &device,
+        &["mbconv-i14x14x80-o14x14x80-e6-k7-s1-se1-hswish"],
+        1,
+        slow,
+    )
+    .await;
+    let child = agent(&["run", "--state-dir", state.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leased_jobs(&app).await == 0 {
+        assert!(Instant::now() < deadline, "the agent never claimed the job");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signalled = Instant::now();
+    sigterm(&child);
+    let out = finish(child).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "the agent stopped promptly"
+    );
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let (state_now, lease): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT state, lease_id FROM jobs")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state_now.as_str(), lease),
+        ("queued", None),
+        "released, not left to expire"
+    );
+    assert_eq!(measurements(&app).await, vec![]);
+    std::fs::remove_dir_all(state).unwrap();
+}
