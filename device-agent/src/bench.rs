@@ -27,19 +27,9 @@ use crate::model::{Network, Op, Rng};
 use crate::reference::{self, Comparison, TOLERANCE};
 use crate::thermal;
 
-/// The protocol's defaults: DESIGN.md section 4, with bounds that keep a whole-space run
-/// on a phone within tens of minutes.
+/// The protocol's defaults (DESIGN.md section 4), as the server's campaigns use them.
 pub fn default_protocol() -> TimingProtocol {
-    TimingProtocol {
-        warmup_runs: 10,
-        warmup_min_ms: 200.0,
-        min_runs: 30,
-        max_runs: 300,
-        max_seconds: 10.0,
-        target_relative_ci: 0.02,
-        seed: 0,
-        gpu_timestamps: true,
-    }
+    TimingProtocol::default()
 }
 
 /// A deliberate fault in what the GPU computes, so tests can prove verification catches a

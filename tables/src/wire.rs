@@ -129,6 +129,25 @@ pub struct TimingProtocol {
     pub gpu_timestamps: bool,
 }
 
+/// DESIGN section 4's protocol: 10 warm-up runs lasting at least 200 ms, then at least 30
+/// timed runs until the median's 95% CI is within ±2%, bounded by 300 runs or 10 s per
+/// series; GPU timestamps where the adapter has them. Shared so the agent's `bench` and the
+/// server's campaigns default to the same rules.
+impl Default for TimingProtocol {
+    fn default() -> Self {
+        Self {
+            warmup_runs: 10,
+            warmup_min_ms: 200.0,
+            min_runs: 30,
+            max_runs: 300,
+            max_seconds: 10.0,
+            target_relative_ci: 0.02,
+            seed: 0,
+            gpu_timestamps: true,
+        }
+    }
+}
+
 /// One timed series of one block or architecture on one device with one framework: what
 /// `gpulut-agent bench --json` prints per result and what the server ingests.
 ///

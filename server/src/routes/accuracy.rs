@@ -18,6 +18,7 @@ use crate::db::NewSampleSet;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::api_keys::check_label;
+use crate::routes::spaces::space_in_body;
 
 /// Most samples one set may hold.
 pub const MAX_SAMPLES: usize = 100_000;
@@ -78,18 +79,7 @@ pub async fn create(
             req.samples.len()
         )));
     }
-    let stored = state.db.space(&req.space).await?.ok_or_else(|| {
-        invalid(format!(
-            "there is no search space `{}`",
-            req.space.chars().take(80).collect::<String>()
-        ))
-    })?;
-    let space = stored.parse().map_err(|e| {
-        ApiError::Internal(format!(
-            "stored space {} no longer validates: {e}",
-            req.space
-        ))
-    })?;
+    let space = space_in_body(&state.db, &req.space, "invalid_samples").await?;
     let mut pairs = Vec::with_capacity(req.samples.len());
     for (i, s) in req.samples.iter().enumerate() {
         let spec: ArchSpec = serde_json::from_value(s.arch.clone())

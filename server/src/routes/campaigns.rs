@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::db::{CampaignRow, NewCampaign, NewJob};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath};
+use crate::routes::spaces::space_in_body;
 
 /// Blocks per job unless the request says otherwise.
 pub const DEFAULT_BATCH: usize = 16;
@@ -23,20 +24,6 @@ pub const DEFAULT_BATCH: usize = 16;
 pub const NETWORKS_PER_JOB: usize = 4;
 /// Most jobs one campaign may create.
 pub const MAX_JOBS: usize = 10_000;
-
-/// The timing protocol of a campaign when it gives none (DESIGN section 4).
-pub fn default_protocol() -> TimingProtocol {
-    TimingProtocol {
-        warmup_runs: 10,
-        warmup_min_ms: 200.0,
-        min_runs: 30,
-        max_runs: 300,
-        max_seconds: 10.0,
-        target_relative_ci: 0.02,
-        seed: 0,
-        gpu_timestamps: true,
-    }
-}
 
 /// Which devices: one by id (or unique name), or every device carrying all the labels.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -134,7 +121,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 }
 
 fn protocol(spec: Option<&ProtocolSpec>) -> ApiResult<TimingProtocol> {
-    let d = default_protocol();
+    let d = TimingProtocol::default();
     let Some(s) = spec else { return Ok(d) };
     let p = TimingProtocol {
         warmup_runs: s.warmup_runs.unwrap_or(d.warmup_runs),
@@ -231,18 +218,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateCampaign>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
-    let stored = state.db.space(&req.space).await?.ok_or_else(|| {
-        invalid(format!(
-            "there is no search space `{}`",
-            req.space.chars().take(80).collect::<String>()
-        ))
-    })?;
-    let space = stored.parse().map_err(|e| {
-        ApiError::Internal(format!(
-            "stored space {} no longer validates: {e}",
-            req.space
-        ))
-    })?;
+    let space = space_in_body(&state.db, &req.space, "invalid_campaign").await?;
     let devices: Vec<Uuid> = match &req.device {
         DeviceSelector::One(d) => vec![
             state

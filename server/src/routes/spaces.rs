@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::db::Db;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
@@ -85,15 +86,38 @@ pub struct AnalyzeRequest {
 #[schema(value_type = Object)]
 pub struct ArchAnalysis(pub Analysis);
 
+/// A space named in the URL: unknown is a 404.
 pub(crate) async fn load_space(state: &AppState, name: &str) -> ApiResult<SearchSpace> {
-    let stored = state
-        .db
-        .space(name)
+    stored_space(&state.db, name)
         .await?
-        .ok_or_else(|| unknown_space(name))?;
-    stored
-        .parse()
-        .map_err(|e| ApiError::Internal(format!("stored space {name} no longer validates: {e}")))
+        .ok_or_else(|| unknown_space(name))
+}
+
+/// A space named in a request body: unknown is a 422 with `code` (the URL is fine, the body
+/// is not).
+pub(crate) async fn space_in_body(
+    db: &Db,
+    name: &str,
+    code: &'static str,
+) -> ApiResult<SearchSpace> {
+    stored_space(db, name).await?.ok_or_else(|| {
+        ApiError::unprocessable(
+            code,
+            format!(
+                "there is no search space `{}`; GET /v1/spaces lists them",
+                name.chars().take(80).collect::<String>()
+            ),
+        )
+    })
+}
+
+async fn stored_space(db: &Db, name: &str) -> ApiResult<Option<SearchSpace>> {
+    match db.space(name).await? {
+        None => Ok(None),
+        Some(stored) => stored.parse().map(Some).map_err(|e| {
+            ApiError::Internal(format!("stored space {name} no longer validates: {e}"))
+        }),
+    }
 }
 
 fn unknown_space(name: &str) -> ApiError {

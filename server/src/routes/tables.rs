@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::db::{DeviceRef, EntryDetailRow};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::routes::spaces::{MAX_ARCHS_PER_REQUEST, load_space};
+use crate::routes::spaces::{MAX_ARCHS_PER_REQUEST, load_space, space_in_body};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TableSummary {
@@ -288,18 +288,7 @@ pub async fn predict(
     ApiJson(req): ApiJson<PredictRequest>,
 ) -> ApiResult<Json<Vec<PredictionOut>>> {
     let d = resolve_table(&state, &device, &framework).await?;
-    let space = match state.db.space(&req.space).await? {
-        Some(s) => s.parse().map_err(|e| ApiError::Internal(e.to_string()))?,
-        None => {
-            return Err(ApiError::unprocessable(
-                "unknown_space",
-                format!(
-                    "there is no search space `{}`",
-                    req.space.chars().take(80).collect::<String>()
-                ),
-            ));
-        }
-    };
+    let space = space_in_body(&state.db, &req.space, "unknown_space").await?;
     if req.archs.is_empty() || req.archs.len() > MAX_ARCHS_PER_REQUEST {
         return Err(ApiError::unprocessable(
             "invalid_body",

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::error::{ApiError, ApiResult};
+use crate::routes::spaces::space_in_body;
 use http_eval::HttpEvaluator;
 
 /// Largest population a request may ask for.
@@ -209,18 +210,7 @@ impl SearchPlan {
                 req.tables.len()
             )));
         }
-        let stored = db.space(&req.space).await?.ok_or_else(|| {
-            invalid(format!(
-                "there is no search space `{}`; GET /v1/spaces lists them",
-                req.space.chars().take(80).collect::<String>()
-            ))
-        })?;
-        let space = stored.parse().map_err(|e| {
-            ApiError::Internal(format!(
-                "stored space {} no longer validates: {e}",
-                req.space
-            ))
-        })?;
+        let space = space_in_body(db, &req.space, "invalid_search").await?;
 
         let mut tables = Vec::with_capacity(req.tables.len());
         let mut normalized_tables = Vec::with_capacity(req.tables.len());
