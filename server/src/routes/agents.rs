@@ -749,19 +749,33 @@ pub struct Device {
     pub created_at: DateTime<Utc>,
 }
 
-fn device(state: &AppState, r: DeviceRow) -> Device {
-    let timeout = chrono::Duration::milliseconds((state.cadence.heartbeat_s * 3000.0) as i64);
-    let now = Utc::now();
-    let online = r.last_seen_at.is_some_and(|seen| {
-        // One timeout of grace after a restart: heartbeats that failed while the server was
-        // down do not make devices look offline.
-        now - seen < timeout
-            || (now - state.started_at < timeout && state.started_at - seen < timeout)
+/// `online` when the device was heard from within three heartbeat intervals. After a server
+/// restart, devices that were online when it went down get one timeout of grace: their
+/// heartbeats failed while the server was away, not because the device was.
+pub fn device_status(
+    now: DateTime<Utc>,
+    last_seen: Option<DateTime<Utc>>,
+    server_started: DateTime<Utc>,
+    heartbeat_s: f64,
+) -> &'static str {
+    let timeout = chrono::Duration::milliseconds((heartbeat_s * 3000.0) as i64);
+    let online = last_seen.is_some_and(|seen| {
+        now - seen < timeout || (now - server_started < timeout && server_started - seen < timeout)
     });
+    if online { "online" } else { "offline" }
+}
+
+fn device(state: &AppState, r: DeviceRow) -> Device {
     Device {
         id: r.id,
         name: r.name,
-        status: if online { "online" } else { "offline" }.into(),
+        status: device_status(
+            Utc::now(),
+            r.last_seen_at,
+            state.started_at,
+            state.cadence.heartbeat_s,
+        )
+        .into(),
         labels: r.labels,
         last_seen_at: r.last_seen_at,
         agents: r.agents,
@@ -798,4 +812,40 @@ pub async fn get_device(
             ApiError::not_found("no_such_device", format!("there is no device {id}"))
         })?;
     Ok(Json(device(&state, row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_go_offline_after_three_missed_heartbeats_with_grace_after_a_restart() {
+        let t0 = Utc::now();
+        let s = |secs: i64| chrono::Duration::seconds(secs);
+        // Server up for an hour: 3 x 15 s timeout.
+        let started = t0 - s(3600);
+        assert_eq!(device_status(t0, Some(t0 - s(40)), started, 15.0), "online");
+        assert_eq!(
+            device_status(t0, Some(t0 - s(50)), started, 15.0),
+            "offline"
+        );
+        assert_eq!(device_status(t0, None, started, 15.0), "offline");
+        // Server restarted 10 s ago after 60 s down: a device last seen just before it went down
+        // is still online during the grace period, and offline after it.
+        let started = t0 - s(10);
+        let before_outage = started - s(30);
+        assert_eq!(
+            device_status(t0, Some(before_outage), started, 15.0),
+            "online"
+        );
+        assert_eq!(
+            device_status(t0 + s(40), Some(before_outage), started, 15.0),
+            "offline"
+        );
+        // A device gone long before the restart gets no grace.
+        assert_eq!(
+            device_status(t0, Some(started - s(600)), started, 15.0),
+            "offline"
+        );
+    }
 }
