@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod block;
+pub mod export;
 pub mod grid;
 pub mod latency;
 pub mod protocol;

@@ -193,7 +193,7 @@ pub struct SpaceBlock {
     pub uses: Vec<LayerChoice>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BlockPart {
     Stem,

@@ -86,4 +86,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::list))
         .routes(routes!(tables::get))
         .routes(routes!(tables::predict))
+        .routes(routes!(tables::entry))
+        .routes(routes!(tables::matrix))
 }

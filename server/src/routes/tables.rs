@@ -3,11 +3,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gpulut_tables::Statistic;
+use gpulut_tables::export::ofa_key;
+use gpulut_tables::space::BlockPart;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -96,7 +99,8 @@ pub struct Table {
 pub struct TableQuery {
     /// The space (default `moga-mbv3`).
     pub space: Option<String>,
-    /// `json` (default) or `csv`.
+    /// `json` (default), `csv`, or `ofa-yaml` (Once-for-All's lookup-table format:
+    /// `{key: {count, mean, std}}` with `std` a robust sigma, 1.4826 x MAD).
     pub format: Option<String>,
 }
 
@@ -225,12 +229,13 @@ pub async fn get(
     _caller: Caller,
     ApiPath((device, framework)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<TableQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let format = q.format.as_deref().unwrap_or("json");
-    if !matches!(format, "json" | "csv") {
+    if !matches!(format, "json" | "csv" | "ofa-yaml") {
         return Err(ApiError::bad_request(
             "invalid_query",
-            "`format` must be json or csv",
+            "`format` must be json, csv or ofa-yaml",
         ));
     }
     let d = resolve_table(&state, &device, &framework).await?;
@@ -262,14 +267,201 @@ pub async fn get(
         entries,
         missing,
     };
-    Ok(match format {
-        "csv" => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            csv(&table),
-        )
-            .into_response(),
-        _ => Json(table).into_response(),
-    })
+    let (content_type, body) = match format {
+        "csv" => ("text/csv; charset=utf-8", csv(&table)),
+        "ofa-yaml" => ("application/yaml", ofa_yaml(&table, &space)),
+        _ => (
+            "application/json",
+            serde_json::to_string(&table).map_err(|e| ApiError::Internal(e.to_string()))?,
+        ),
+    };
+    // Polling clients send the ETag back and get 304 while the table is unchanged.
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&Sha256::digest(body.as_bytes())[..16])
+    );
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// OFA's YAML lookup table: one quoted key per block with `count`, `mean` and `std`.
+fn ofa_yaml(table: &Table, space: &gpulut_tables::SearchSpace) -> String {
+    let mut out = format!(
+        "# gpulut latency table: device {} ({}), framework {}, space {}; mean = median ms, std = 1.4826 x MAD\n",
+        table.device_name, table.device, table.framework, table.space
+    );
+    let mut per_part: std::collections::HashMap<BlockPart, usize> =
+        std::collections::HashMap::new();
+    for b in space.distinct_blocks() {
+        let index = per_part.entry(b.part).or_insert(0);
+        let key = ofa_key(&b.block, b.part, *index);
+        *index += 1;
+        let (Some(key), Some(e)) = (
+            key,
+            table.entries.iter().find(|e| e.key == b.block.key.as_str()),
+        ) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "'{key}':\n  count: {}\n  mean: {:?}\n  std: {:?}\n",
+            e.count,
+            e.median_ms,
+            1.4826 * e.mad_ms
+        ));
+    }
+    out
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceQuery {
+    /// The space (default `moga-mbv3`).
+    pub space: Option<String>,
+    /// For the matrix: `median` (default), `min`, `p10` or `mean`.
+    pub statistic: Option<String>,
+}
+
+/// One entry of a table by block key.
+#[utoipa::path(get, path = "/v1/tables/{device}/{framework}/entries/{key}", tag = "tables", security(("bearer" = [])),
+    params(("device" = String, Path), ("framework" = String, Path), ("key" = String, Path, description = "block key"), SpaceQuery),
+    responses((status = 200, body = Entry),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn entry(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath((device, framework, key)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<SpaceQuery>,
+) -> ApiResult<Json<Entry>> {
+    let d = resolve_table(&state, &device, &framework).await?;
+    let space = load_space(
+        &state,
+        q.space
+            .as_deref()
+            .unwrap_or(gpulut_tables::space::MOGA_MBV3),
+    )
+    .await?;
+    let entries = state
+        .db
+        .table_entries(d.id, &framework, space.name())
+        .await?;
+    entries
+        .into_iter()
+        .find(|e| e.block_key == key)
+        .map(|e| Json(Entry::from(e)))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_such_entry",
+                format!(
+                    "the table of {} / {framework} has no entry `{}` in space {}",
+                    d.name,
+                    key.chars().take(120).collect::<String>(),
+                    space.name()
+                ),
+            )
+        })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Matrix {
+    pub space: String,
+    #[schema(value_type = String)]
+    pub statistic: Statistic,
+    /// The choices, in index order (`c`, `kernel`, `expansion`, `se`).
+    #[schema(value_type = Vec<Object>)]
+    pub choices: Vec<gpulut_tables::space::Choice>,
+    /// `ms[layer][choice]`, null where the table has no entry: what a heatmap needs.
+    pub ms: Vec<Vec<Option<f64>>>,
+    /// The fixed parts (stem and head), in order.
+    pub fixed: Vec<BlockMs>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlockMs {
+    pub key: String,
+    pub ms: Option<f64>,
+}
+
+/// The layer x choice matrix of a space on this table.
+#[utoipa::path(get, path = "/v1/tables/{device}/{framework}/matrix", tag = "tables", security(("bearer" = [])),
+    params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
+    responses((status = 200, body = Matrix),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn matrix(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath((device, framework)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<SpaceQuery>,
+) -> ApiResult<Json<Matrix>> {
+    let statistic: Statistic = match q.statistic.as_deref() {
+        None => Statistic::Median,
+        Some(s) => {
+            serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "`statistic` must be median, min, p10 or mean",
+                )
+            })?
+        }
+    };
+    let d = resolve_table(&state, &device, &framework).await?;
+    let space = load_space(
+        &state,
+        q.space
+            .as_deref()
+            .unwrap_or(gpulut_tables::space::MOGA_MBV3),
+    )
+    .await?;
+    let table = state
+        .db
+        .latency_table(d.id, &framework, space.name())
+        .await?;
+    let ms = (0..space.layers().len())
+        .map(|layer| {
+            space
+                .choices()
+                .iter()
+                .map(|c| {
+                    let block = gpulut_tables::Block::new(
+                        space.choice_op(layer, c),
+                        space.layer_input(layer),
+                    );
+                    table.get(&block.key).map(|e| e.get(statistic))
+                })
+                .collect()
+        })
+        .collect();
+    let fixed = space
+        .stem_blocks()
+        .into_iter()
+        .chain(space.head_blocks())
+        .map(|b| BlockMs {
+            ms: table.get(&b.key).map(|e| e.get(statistic)),
+            key: b.key.to_string(),
+        })
+        .collect();
+    Ok(Json(Matrix {
+        space: space.name().to_string(),
+        statistic,
+        choices: space.choices().to_vec(),
+        ms,
+        fixed,
+    }))
 }
 
 /// Predicts whole architectures from the table: the sum over their blocks, the per-block

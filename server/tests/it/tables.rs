@@ -154,3 +154,108 @@ async fn predictions_sum_their_breakdown_and_report_missing_blocks() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn ofa_yaml_etags_entries_and_the_matrix() {
+    let app = spawn_app().await;
+    let device = seed_table(&app, "pixel-test", "wgpu-fused", 1.0).await;
+    let base = format!("/v1/tables/{device}/wgpu-fused");
+    let json: Value = app
+        .get(&base, Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // OFA-style YAML parses (as OFA's tools load it) back to the same numbers.
+    let r = app
+        .get(&format!("{base}?format=ofa-yaml"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(r.headers()["content-type"], "application/yaml");
+    let yaml: std::collections::BTreeMap<String, std::collections::BTreeMap<String, f64>> =
+        serde_yaml_ng::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(yaml.len(), 126);
+    let key = "expanded_conv-input:56x56x24-output:28x28x40-expand:144-kernel:5-stride:2-idskip:0-se:1-hs:0";
+    let ours = json["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "mbconv-i56x56x24-o28x28x40-e6-k5-s2-se1-relu")
+        .unwrap();
+    assert_eq!(yaml[key]["mean"], ours["median_ms"].as_f64().unwrap());
+    assert_eq!(yaml[key]["count"], 30.0);
+    assert!((yaml[key]["std"] - 1.4826 * ours["mad_ms"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(yaml.contains_key("Logits-input:1x1x1280-output:1000"));
+
+    // Conditional GET: an unchanged table costs a 304.
+    let r = app.get(&base, Some(ADMIN_TOKEN)).await;
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let r = app
+        .request(reqwest::Method::GET, &base, Some(ADMIN_TOKEN))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let other = seed_table(&app, "pixel-other", "wgpu-fused", 2.0).await;
+    let r = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/tables/{other}/wgpu-fused"),
+            Some(ADMIN_TOKEN),
+        )
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "a different table has a different tag"
+    );
+
+    // One entry by key; an unknown key is a 404.
+    let key = "gap-i7x7x960";
+    let e: Value = app
+        .get(&format!("{base}/entries/{key}"), Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["key"], key);
+    assert!((e["median_ms"].as_f64().unwrap() - fixture_ms(0, 1.0)).abs() < 1e-12);
+    expect_problem(
+        app.get(&format!("{base}/entries/gap-i1x1x1"), Some(ADMIN_TOKEN))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // The layer x choice matrix: 14 x 12, every cell the table's value for that block.
+    let m: Value = app
+        .get(&format!("{base}/matrix?statistic=min"), Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ms = m["ms"].as_array().unwrap();
+    assert_eq!(ms.len(), 14);
+    let space = gpulut_tables::SearchSpace::moga_mbv3();
+    for (layer, row) in ms.iter().enumerate() {
+        assert_eq!(row.as_array().unwrap().len(), 12);
+        for (c, cell) in row.as_array().unwrap().iter().enumerate() {
+            let b = gpulut_tables::Block::new(
+                space.choice_op(layer, &space.choices()[c]),
+                space.layer_input(layer),
+            );
+            assert!((cell.as_f64().unwrap() - 0.9 * fixture_ms(b.macs, 1.0)).abs() < 1e-12);
+        }
+    }
+    assert_eq!(m["fixed"].as_array().unwrap().len(), 6);
+    expect_problem(
+        app.get(&format!("{base}/matrix?statistic=max"), Some(ADMIN_TOKEN))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
