@@ -481,7 +481,7 @@ impl Db {
 
 /// Recomputes one entry from every sample of the block on (device, framework) at this kernel
 /// version, so an entry always equals the statistics of the raw samples behind it.
-async fn recompute_entry(
+pub(super) async fn recompute_entry(
     tx: &mut sqlx::PgConnection,
     device: Uuid,
     framework: &str,

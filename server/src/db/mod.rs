@@ -5,6 +5,7 @@
 mod accuracy;
 mod agents;
 mod api_keys;
+mod imports;
 mod jobs;
 mod searches;
 mod spaces;
@@ -13,6 +14,7 @@ mod tables;
 pub use accuracy::{NewSampleSet, SampleSetRow};
 pub use agents::{AgentRow, DeviceRow, Enrolled, Enrollment, EnrollmentTokenRow, TokenRefusal};
 pub use api_keys::{ApiKeyRow, NewApiKey};
+pub use imports::{ImportRefusal, ImportedSeries};
 pub use jobs::{CampaignRow, JobRow, LeaseCheck, NewCampaign, NewJob, NewMeasurement, Progress};
 pub use searches::{FrontRow, GenerationRecord, Ownership, SearchRow};
 pub use spaces::StoredSpace;

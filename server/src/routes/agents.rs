@@ -796,6 +796,52 @@ pub async fn list_devices(
     Ok(Json(rows.into_iter().map(|r| device(&state, r)).collect()))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDevice {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// What is known of the device (free-form; agents report the full fingerprint).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub fingerprint: Option<serde_json::Value>,
+}
+
+/// Registers a device no agent runs on, so other tools' measurements of it can be imported
+/// (`POST /v1/tables/{device}/{framework}/import`).
+#[utoipa::path(post, path = "/v1/devices", tag = "agents", request_body = CreateDevice, security(("bearer" = [])),
+    responses((status = 201, body = Device),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn create_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateDevice>,
+) -> ApiResult<(StatusCode, Json<Device>)> {
+    caller.require_admin()?;
+    let name = check_label(&req.name)?;
+    check_labels(&req.labels)?;
+    let fingerprint = req.fingerprint.unwrap_or_else(|| serde_json::json!({}));
+    if !fingerprint.is_object() || fingerprint.to_string().len() > 16 * 1024 {
+        return Err(ApiError::unprocessable(
+            "invalid_fingerprint",
+            "`fingerprint` must be a JSON object under 16 KiB",
+        ));
+    }
+    let id = state
+        .db
+        .create_manual_device(&name, &req.labels, &fingerprint)
+        .await?;
+    let row = state
+        .db
+        .device(id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(format!("device {id} vanished after creation")))?;
+    Ok((StatusCode::CREATED, Json(device(&state, row))))
+}
+
 /// One device with its fingerprint.
 #[utoipa::path(get, path = "/v1/devices/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = Uuid, Path)),

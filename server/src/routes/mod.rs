@@ -78,7 +78,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::result))
         .routes(routes!(agents::list_agents))
         .routes(routes!(agents::revoke_agent))
-        .routes(routes!(agents::list_devices))
+        .routes(routes!(agents::list_devices, agents::create_device))
         .routes(routes!(agents::get_device))
         .routes(routes!(campaigns::create, campaigns::list))
         .routes(routes!(campaigns::get))
@@ -88,4 +88,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::predict))
         .routes(routes!(tables::entry))
         .routes(routes!(tables::matrix))
+        .routes(routes!(tables::import))
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Caller;
-use crate::db::{DeviceRef, EntryDetailRow};
+use crate::db::{DeviceRef, EntryDetailRow, ImportRefusal, ImportedSeries};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::spaces::{MAX_ARCHS_PER_REQUEST, load_space, space_in_body};
@@ -519,4 +519,287 @@ pub async fn predict(
         });
     }
     Ok(Json(out))
+}
+
+/// Most rows one import may carry.
+pub const MAX_IMPORT_ROWS: usize = 10_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    pub space: String,
+    /// The other tool's version, e.g. `ncnn 20261020`; a new version marks older entries stale.
+    pub framework_version: String,
+    /// What produced the numbers (free text, kept with every measurement).
+    #[serde(default)]
+    pub tool: Option<String>,
+    pub rows: Vec<ImportRow>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRow {
+    /// A block key of the space.
+    pub key: String,
+    /// Raw timings in milliseconds, or...
+    #[serde(default)]
+    pub samples_ms: Option<Vec<f64>>,
+    /// ...one timing (e.g. the tool's reported average).
+    #[serde(default)]
+    pub ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// For CSV bodies: the space.
+    pub space: Option<String>,
+    /// For CSV bodies: the tool's version.
+    pub framework_version: Option<String>,
+    /// For CSV bodies: what produced the numbers.
+    pub tool: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportAck {
+    pub framework: String,
+    pub framework_version: String,
+    /// Series stored (one per row).
+    pub stored: usize,
+}
+
+fn invalid_import(detail: impl Into<String>) -> ApiError {
+    ApiError::unprocessable("invalid_import", detail)
+}
+
+/// Parses a CSV import: a header naming `key` and either `ms` or `samples_ms` (samples
+/// separated by `;`), then one row per block.
+fn parse_import_csv(text: &str) -> ApiResult<Vec<ImportRow>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| invalid_import("the CSV is empty"))?
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let key = col("key").ok_or_else(|| invalid_import("the CSV header needs a `key` column"))?;
+    let (ms, samples) = (col("ms"), col("samples_ms"));
+    if ms.is_none() && samples.is_none() {
+        return Err(invalid_import(
+            "the CSV header needs an `ms` or a `samples_ms` column",
+        ));
+    }
+    let mut rows = Vec::new();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let at = |d: String| invalid_import(format!("CSV row {}: {d}", n + 1));
+        let number = |s: &str| {
+            s.parse::<f64>().map_err(|_| {
+                at(format!(
+                    "`{}` is not a number",
+                    s.chars().take(40).collect::<String>()
+                ))
+            })
+        };
+        let k = cells.get(key).ok_or_else(|| at("missing `key`".into()))?;
+        let samples_ms = match samples.and_then(|i| cells.get(i)).filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.split(';')
+                    .map(|v| number(v.trim()))
+                    .collect::<ApiResult<Vec<f64>>>()?,
+            ),
+            None => None,
+        };
+        let ms = match ms.and_then(|i| cells.get(i)).filter(|s| !s.is_empty()) {
+            Some(s) => Some(number(s)?),
+            None => None,
+        };
+        rows.push(ImportRow {
+            key: k.to_string(),
+            samples_ms,
+            ms,
+        });
+    }
+    Ok(rows)
+}
+
+/// Imports measurements another tool made (TFLite benchmark_model, SNPE, MACE, ncnn) for this
+/// device, under that tool's framework name. JSON (`ImportRequest`) or CSV (`key,ms` or
+/// `key,samples_ms` with `;`-separated samples; space and version in the query). Validated like
+/// agent uploads, all or nothing; afterwards the table behaves like any other.
+#[utoipa::path(post, path = "/v1/tables/{device}/{framework}/import", tag = "tables", security(("bearer" = [])),
+    params(("device" = String, Path), ("framework" = String, Path, description = "the tool's framework name, e.g. ncnn-vulkan"), ImportQuery),
+    request_body(content = ImportRequest, description = "JSON, or text/csv"),
+    responses((status = 201, body = ImportAck),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((device, framework)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<(StatusCode, Json<ImportAck>)> {
+    caller.require_admin()?;
+    let body = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the import is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", r.body_text())
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let req = if content_type.starts_with("application/json") {
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        parse_import_json(de)?
+    } else if content_type.starts_with("text/csv") {
+        let text =
+            std::str::from_utf8(&body).map_err(|_| invalid_import("the CSV is not UTF-8"))?;
+        ImportRequest {
+            space: q
+                .space
+                .clone()
+                .ok_or_else(|| invalid_import("a CSV import needs `?space=`"))?,
+            framework_version: q
+                .framework_version
+                .clone()
+                .ok_or_else(|| invalid_import("a CSV import needs `?framework_version=`"))?,
+            tool: q.tool.clone(),
+            rows: parse_import_csv(text)?,
+        }
+    } else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the import as application/json or text/csv",
+        ));
+    };
+    let ok_name = !framework.is_empty()
+        && framework.len() <= 64
+        && framework
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !ok_name {
+        return Err(invalid_import(
+            "the framework name must be 1-64 characters of a-z, 0-9, '.', '_' and '-'",
+        ));
+    }
+    if req.framework_version.trim().is_empty() || req.framework_version.len() > 64 {
+        return Err(invalid_import(
+            "`framework_version` must be 1-64 characters",
+        ));
+    }
+    let d = state.db.find_device(&device).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "no_such_device",
+            format!(
+                "there is no device `{}`",
+                device.chars().take(80).collect::<String>()
+            ),
+        )
+    })?;
+    let space = space_in_body(&state.db, &req.space, "invalid_import").await?;
+    if req.rows.is_empty() || req.rows.len() > MAX_IMPORT_ROWS {
+        return Err(invalid_import(format!(
+            "an import holds 1 to {MAX_IMPORT_ROWS} rows, got {}",
+            req.rows.len()
+        )));
+    }
+    let known: std::collections::HashSet<String> = space
+        .distinct_blocks()
+        .into_iter()
+        .map(|b| b.block.key.to_string())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut series = Vec::with_capacity(req.rows.len());
+    for (i, row) in req.rows.into_iter().enumerate() {
+        let at = |d: String| {
+            invalid_import(format!(
+                "rows[{i}] ({}): {d}",
+                row.key.chars().take(120).collect::<String>()
+            ))
+        };
+        if !known.contains(&row.key) {
+            return Err(at(format!("not a block of space {}", space.name())));
+        }
+        if !seen.insert(row.key.clone()) {
+            return Err(at("duplicate key".into()));
+        }
+        let samples = match (row.samples_ms.clone(), row.ms) {
+            (Some(s), None) => s,
+            (None, Some(ms)) => vec![ms],
+            _ => return Err(at("give exactly one of `samples_ms` and `ms`".into())),
+        };
+        if samples.is_empty() || samples.len() > crate::routes::agents::MAX_SAMPLES {
+            return Err(at(format!(
+                "1 to {} samples",
+                crate::routes::agents::MAX_SAMPLES
+            )));
+        }
+        let max = crate::routes::agents::MAX_SAMPLE_MS;
+        if let Some(s) = samples
+            .iter()
+            .find(|s| !(s.is_finite() && **s > 0.0 && **s <= max))
+        {
+            return Err(at(format!("{s} is not a time in (0, {max}] ms")));
+        }
+        series.push(ImportedSeries {
+            key: row.key,
+            samples_ms: samples,
+        });
+    }
+    let tool = serde_json::json!({"tool": req.tool, "imported_by": caller.key_id});
+    let stored = state
+        .db
+        .import_series(d.id, &framework, req.framework_version.trim(), space.name(), &tool, &series)
+        .await?
+        .map_err(|ImportRefusal::NativeFramework| {
+            invalid_import(format!("`{framework}` is one of the agent's own frameworks; its numbers come from agents only"))
+        })?;
+    tracing::info!(device = %d.id, framework, stored, "measurements imported");
+    Ok((
+        StatusCode::CREATED,
+        Json(ImportAck {
+            framework,
+            framework_version: req.framework_version.trim().to_string(),
+            stored,
+        }),
+    ))
+}
+
+/// Deserialises a JSON import with an error that names the field.
+fn parse_import_json<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+) -> ApiResult<ImportRequest> {
+    <ImportRequest as Deserialize>::deserialize(de).map_err(|e| {
+        let status = if e.is_syntax() || e.is_eof() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(
+            status,
+            if e.is_syntax() || e.is_eof() {
+                "malformed_json"
+            } else {
+                "invalid_body"
+            },
+            e.to_string(),
+        )
+    })
 }

@@ -259,3 +259,247 @@ async fn ofa_yaml_etags_entries_and_the_matrix() {
     )
     .await;
 }
+
+async fn manual_device(app: &crate::TestApp, name: &str) -> String {
+    let r = app
+        .post_json(
+            "/v1/devices",
+            Some(ADMIN_TOKEN),
+            &json!({"name": name, "labels": ["snpe"], "fingerprint": {"soc": "SDM845"}}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn count(app: &crate::TestApp, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    n
+}
+
+#[tokio::test]
+async fn imports_round_trip_in_json_and_csv_and_behave_like_tables() {
+    let app = spawn_app().await;
+    let device = manual_device(&app, "mi-mix-3").await;
+    let space = gpulut_tables::SearchSpace::moga_mbv3();
+    let keys: Vec<String> = space
+        .distinct_blocks()
+        .iter()
+        .map(|b| b.block.key.to_string())
+        .collect();
+    // JSON: raw samples for every block.
+    let rows: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| json!({"key": k, "samples_ms": [0.5 + i as f64 * 0.01, 0.6 + i as f64 * 0.01, 0.7 + i as f64 * 0.01]}))
+        .collect();
+    let r = app
+        .post_json(
+            &format!("/v1/tables/{device}/snpe/import"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "framework_version": "2.20", "tool": "snpe-net-run", "rows": rows}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let t: Value = app
+        .get(&format!("/v1/tables/{device}/snpe"), Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entries = t["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 126);
+    for e in entries {
+        let i = keys
+            .iter()
+            .position(|k| k == e["key"].as_str().unwrap())
+            .unwrap() as f64;
+        assert!((e["median_ms"].as_f64().unwrap() - (0.6 + i * 0.01)).abs() < 1e-12);
+        assert_eq!(e["count"], 3);
+    }
+    // It predicts like any table.
+    let p: Value = app
+        .post_json(
+            &format!("/v1/tables/{device}/snpe/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": ["MoGA-C"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(p[0]["total_ms"].as_f64().unwrap() > 0.0);
+
+    // CSV, one timing per block, under another framework; exported CSV reads back the same.
+    let mut csv = String::from("key,ms\n");
+    for (i, k) in keys.iter().enumerate() {
+        csv.push_str(&format!("{k},{}\n", 1.0 + i as f64 / 8.0));
+    }
+    let r = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/tables/{device}/mace/import?space=moga-mbv3&framework_version=1.1"),
+            Some(ADMIN_TOKEN),
+        )
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let exported = app
+        .get(
+            &format!("/v1/tables/{device}/mace?format=csv"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    for line in exported.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let i = keys.iter().position(|k| k == cells[0]).unwrap() as f64;
+        assert_eq!(
+            cells[6].parse::<f64>().unwrap(),
+            1.0 + i / 8.0,
+            "median of {}",
+            cells[0]
+        );
+    }
+    let list: Value = app
+        .get("/v1/tables", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_imports_are_refused_and_write_nothing() {
+    let app = spawn_app().await;
+    let device = manual_device(&app, "mi-mix-3").await;
+    let url = format!("/v1/tables/{device}/ncnn-vulkan/import");
+    let key = "gap-i7x7x960";
+    let body =
+        |rows: Value| json!({"space": "moga-mbv3", "framework_version": "20261020", "rows": rows});
+    for (b, needle) in [
+        (
+            body(json!([{"key": "gap-i1x1x1", "ms": 1.0}])),
+            "not a block",
+        ),
+        (body(json!([{"key": key, "ms": -1.0}])), "-1"),
+        (body(json!([{"key": key, "ms": 0.0}])), "0"),
+        (
+            body(json!([{"key": key, "samples_ms": [1.0, 1e12]}])),
+            "1000000000000",
+        ),
+        (
+            body(json!([{"key": key, "ms": 1.0}, {"key": key, "ms": 2.0}])),
+            "duplicate",
+        ),
+        (body(json!([{"key": key}])), "exactly one"),
+        (body(json!([])), "1 to"),
+        (
+            json!({"space": "nope", "framework_version": "1", "rows": [{"key": key, "ms": 1.0}]}),
+            "nope",
+        ),
+    ] {
+        let p = expect_problem(
+            app.post_json(&url, Some(ADMIN_TOKEN), &b).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(
+            p["detail"].as_str().unwrap().contains(needle),
+            "{needle}: {p}"
+        );
+    }
+    // The agent's own frameworks take no imports.
+    let p = expect_problem(
+        app.post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/import"),
+            Some(ADMIN_TOKEN),
+            &body(json!([{"key": key, "ms": 1.0}])),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("agents only"));
+    // CSV without a usable header, bad numbers, or a missing version.
+    for (csv, q) in [
+        ("name,ms\nx,1\n", "space=moga-mbv3&framework_version=1"),
+        (
+            &*format!("key,ms\n{key},fast\n"),
+            "space=moga-mbv3&framework_version=1",
+        ),
+        (&*format!("key,ms\n{key},1\n"), "space=moga-mbv3"),
+    ] {
+        let r = app
+            .request(
+                reqwest::Method::POST,
+                &format!("{url}?{q}"),
+                Some(ADMIN_TOKEN),
+            )
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let r = app
+        .request(reqwest::Method::POST, &url, Some(ADMIN_TOKEN))
+        .header("content-type", "application/xml")
+        .body("<rows/>")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    // Huge.
+    let huge = body(json!([{"key": key, "samples_ms": vec![1.0; 100_000]}]));
+    expect_problem(
+        app.post_json(&url, Some(ADMIN_TOKEN), &huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    // User keys cannot import.
+    let (_, user) = app.create_key("user").await;
+    expect_problem(
+        app.post_json(&url, Some(&user), &body(json!([{"key": key, "ms": 1.0}])))
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(count(&app, "SELECT count(*) FROM measurements").await, 0);
+    assert_eq!(count(&app, "SELECT count(*) FROM table_entries").await, 0);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM frameworks WHERE kind = 'imported'"
+        )
+        .await,
+        0
+    );
+}
