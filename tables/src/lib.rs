@@ -13,6 +13,7 @@ pub mod latency;
 pub mod protocol;
 pub mod space;
 pub mod stats;
+pub mod validation;
 pub mod wire;
 
 pub use arch::{ArchError, ArchSpec, Architecture};

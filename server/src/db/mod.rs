@@ -5,6 +5,7 @@
 mod accuracy;
 mod agents;
 mod api_keys;
+mod calibration;
 mod imports;
 mod jobs;
 mod searches;

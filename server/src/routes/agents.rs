@@ -646,6 +646,26 @@ pub async fn result(
     if let Some(e) = lease_refusal(id, &check) {
         return Err(e);
     }
+    if let LeaseCheck::Held(job) = &check
+        && job.kind == "networks"
+        && stored > 0
+    {
+        // New end-to-end measurements: refit the table's calibration. A failure here loses
+        // nothing (the measurements are stored); the next validation upload refits again.
+        let space = job.payload["space"].as_str().unwrap_or_default();
+        match crate::routes::spaces::space_in_body(&state.db, space, "unknown_space").await {
+            Ok(space) => {
+                if let Err(e) = state
+                    .db
+                    .refit_calibration(job.device_id, &job.framework, &space)
+                    .await
+                {
+                    tracing::warn!(job = %id, error = %e, "refitting the calibration failed");
+                }
+            }
+            Err(e) => tracing::warn!(job = %id, error = %e, "no space to refit the calibration in"),
+        }
+    }
     if let LeaseCheck::AlreadyDone = check {
         let stored = state.db.stored_for_attempt(id, attempt).await?;
         return Ok(Json(ResultAck {

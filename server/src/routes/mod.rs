@@ -89,4 +89,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::entry))
         .routes(routes!(tables::matrix))
         .routes(routes!(tables::import))
+        .routes(routes!(tables::validation))
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use gpulut_tables::Statistic;
 use gpulut_tables::export::ofa_key;
 use gpulut_tables::space::BlockPart;
+use gpulut_tables::validation::Calibration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -115,6 +116,10 @@ pub struct PredictRequest {
     #[serde(default)]
     #[schema(value_type = String)]
     pub statistic: Statistic,
+    /// Also give the calibrated prediction (the table's fitted correction, with the statistic
+    /// validation chose); refused when the table has no calibration yet.
+    #[serde(default)]
+    pub calibrated: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -131,6 +136,9 @@ pub struct PredictionOut {
     #[schema(value_type = Vec<Object>)]
     pub blocks: Vec<gpulut_tables::latency::BlockLatency>,
     pub missing: Vec<String>,
+    /// With `calibrated`: the calibrated prediction (null when blocks are missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibrated_ms: Option<Option<f64>>,
 }
 
 pub(crate) async fn resolve_table(
@@ -494,6 +502,23 @@ pub async fn predict(
         .db
         .latency_table(d.id, &framework, space.name())
         .await?;
+    let calibration: Option<Calibration> = if req.calibrated {
+        let (model, _, _) = state.db.calibration(d.id, &framework, space.name()).await?.ok_or_else(|| {
+            ApiError::unprocessable(
+                "no_calibration",
+                format!(
+                    "the table of {} / {framework} has no calibration yet: run a campaign with `validation` (3 or more networks)",
+                    d.name
+                ),
+            )
+        })?;
+        Some(
+            serde_json::from_value(model)
+                .map_err(|e| ApiError::Internal(format!("stored calibration: {e}")))?,
+        )
+    } else {
+        None
+    };
     let mut out = Vec::with_capacity(req.archs.len());
     for (i, value) in req.archs.into_iter().enumerate() {
         let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
@@ -507,8 +532,16 @@ pub async fn predict(
         let arch = space.resolve(&spec).map_err(|e| {
             ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}"))
         })?;
-        let p = table.predict(&space.expand(&arch), req.statistic);
+        let blocks = space.expand(&arch);
+        let p = table.predict(&blocks, req.statistic);
+        let calibrated_ms = calibration.map(|c| {
+            table
+                .predict(&blocks, c.statistic)
+                .total_ms
+                .map(|sum| c.apply(sum, blocks.len()))
+        });
         out.push(PredictionOut {
+            calibrated_ms,
             arch: arch.to_string(),
             name: arch.name().map(str::to_string),
             total_ms: p.total_ms,
@@ -802,4 +835,60 @@ fn parse_import_json<'de, R: serde_json::de::Read<'de>>(
             e.to_string(),
         )
     })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Validation {
+    pub device: Uuid,
+    pub framework: String,
+    pub space: String,
+    /// `statistic`, `scale`, `overhead_per_boundary_ms`: calibrated = scale x sum(statistic) +
+    /// overhead x (blocks - 1).
+    #[schema(value_type = Object)]
+    pub calibration: serde_json::Value,
+    /// Accuracy of summed blocks (`raw`) and of the calibration out of sample (`calibrated`):
+    /// share within ±5% and ±10%, RMSE, mean bias; per network measured vs predicted, and
+    /// what each block boundary costs beyond the blocks (additivity).
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+    pub fitted_at: DateTime<Utc>,
+}
+
+/// How well the table predicts whole networks, and its calibration.
+#[utoipa::path(get, path = "/v1/tables/{device}/{framework}/validation", tag = "tables", security(("bearer" = [])),
+    params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
+    responses((status = 200, body = Validation),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn validation(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiPath((device, framework)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<SpaceQuery>,
+) -> ApiResult<Json<Validation>> {
+    let d = resolve_table(&state, &device, &framework).await?;
+    let space = load_space(
+        &state,
+        q.space
+            .as_deref()
+            .unwrap_or(gpulut_tables::space::MOGA_MBV3),
+    )
+    .await?;
+    let (calibration, report, fitted_at) = state.db.calibration(d.id, &framework, space.name()).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "no_validation",
+            format!(
+                "no networks validated on {} / {framework} yet: run a campaign with `validation` (3 or more networks)",
+                d.name
+            ),
+        )
+    })?;
+    Ok(Json(Validation {
+        device: d.id,
+        framework,
+        space: space.name().to_string(),
+        calibration,
+        report,
+        fitted_at,
+    }))
 }

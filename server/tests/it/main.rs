@@ -11,6 +11,7 @@ mod openapi;
 mod searches;
 mod spaces;
 mod tables;
+mod validation;
 
 use gpulut_server::app::{self, Settings};
 use gpulut_tables::SearchSpace;
@@ -155,11 +156,6 @@ pub fn fixture_ms(macs: u64, scale: f64) -> f64 {
 /// Inserts a device and a full moga-mbv3 table for it under `framework`; returns the device id.
 pub async fn seed_table(app: &TestApp, device: &str, framework: &str, scale: f64) -> String {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
-    sqlx::query("INSERT INTO frameworks (id, kind) VALUES ($1, 'native') ON CONFLICT DO NOTHING")
-        .bind(framework)
-        .execute(&mut conn)
-        .await
-        .unwrap();
     let (id,): (uuid::Uuid,) = sqlx::query_as(
         "INSERT INTO devices (name, identity, fingerprint) VALUES ($1, $2, '{}') RETURNING id",
     )
@@ -168,6 +164,18 @@ pub async fn seed_table(app: &TestApp, device: &str, framework: &str, scale: f64
     .fetch_one(&mut conn)
     .await
     .unwrap();
+    seed_entries(app, id, framework, scale).await;
+    id.to_string()
+}
+
+/// A full moga-mbv3 table of fixture values for an existing device.
+pub async fn seed_entries(app: &TestApp, device: uuid::Uuid, framework: &str, scale: f64) {
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("INSERT INTO frameworks (id, kind) VALUES ($1, 'native') ON CONFLICT DO NOTHING")
+        .bind(framework)
+        .execute(&mut conn)
+        .await
+        .unwrap();
     for b in SearchSpace::moga_mbv3().distinct_blocks() {
         let ms = fixture_ms(b.block.macs, scale);
         sqlx::query(
@@ -177,7 +185,7 @@ pub async fn seed_table(app: &TestApp, device: &str, framework: &str, scale: f64
              VALUES ($1, $2, $3, '1', 30, $4 * 0.9, $4 * 0.95, $4, $4 * 1.1, $4 * 1.02, $4 * 0.1,
                      $4 * 0.05, $4 * 0.98, $4 * 1.02, now(), now())",
         )
-        .bind(id)
+        .bind(device)
         .bind(framework)
         .bind(b.block.key.as_str())
         .bind(ms)
@@ -185,5 +193,4 @@ pub async fn seed_table(app: &TestApp, device: &str, framework: &str, scale: f64
         .await
         .unwrap();
     }
-    id.to_string()
 }
