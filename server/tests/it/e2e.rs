@@ -478,3 +478,89 @@ async fn sigterm_gives_the_current_job_back() {
     assert_eq!(measurements(&app).await, vec![]);
     std::fs::remove_dir_all(state).unwrap();
 }
+
+/// A validation campaign on this machine's Vulkan driver: blocks and whole networks measured by
+/// the real agent, then the accuracy report, a calibration, and calibrated predictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_campaign_produces_a_report_and_a_calibration() {
+    let app = spawn_app().await;
+    let state = temp_dir("validation");
+    let device = enroll(&app, &state, "lavapipe").await;
+    let space = gpulut_tables::SearchSpace::moga_mbv3();
+    let mut blocks: Vec<String> = Vec::new();
+    for name in ["MoGA-A", "MoGA-B", "MoGA-C"] {
+        let arch = space.resolve(&gpulut_tables::ArchSpec::from(name)).unwrap();
+        for b in space.expand(&arch) {
+            if !blocks.contains(&b.key.to_string()) {
+                blocks.push(b.key.to_string());
+            }
+        }
+    }
+    let r = app
+        .post_json(
+            "/v1/campaigns",
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "device": device, "frameworks": ["wgpu-fused"], "blocks": blocks,
+                    "batch_size": 20, "protocol": quick(), "validation": {"references": true}}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = agent(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--until-idle",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(wait_campaign(&app, &id, 10).await["state"], "done");
+
+    let v: Value = app
+        .get(
+            &format!("/v1/tables/{device}/wgpu-fused/validation"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let report = &v["report"];
+    assert_eq!(report["calibrated"]["networks"], 3, "{v}");
+    assert_eq!(report["incomplete"], json!(["MobileNetV3-Large"]));
+    for n in report["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["arch"] != "MobileNetV3-Large")
+    {
+        let (m, p) = (
+            n["measured_ms"].as_f64().unwrap(),
+            n["predicted_ms"].as_f64().unwrap(),
+        );
+        assert!(m > 0.0 && p > 0.0, "{n}");
+        assert!(n["calibrated_ms"].as_f64().unwrap() > 0.0, "{n}");
+    }
+    assert!(v["calibration"]["scale"].as_f64().unwrap() > 0.0);
+    let p: Value = app
+        .post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": ["MoGA-A"], "calibrated": true}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(p[0]["calibrated_ms"].as_f64().unwrap() > 0.0, "{p}");
+    std::fs::remove_dir_all(state).unwrap();
+}
