@@ -113,6 +113,8 @@ pub struct TableSummaryRow {
     pub stale: i64,
     pub blocks: i64,
     pub last_measured_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The calibrated accuracy of the table's validation, when it has one.
+    pub validation: Option<serde_json::Value>,
 }
 
 /// One entry with where its block sits in the space.
@@ -143,7 +145,9 @@ impl Db {
             "SELECT e.device_id, d.name AS device_name, e.framework, b.space,
                     count(*) AS entries, count(*) FILTER (WHERE e.stale) AS stale,
                     (SELECT count(*) FROM space_blocks s WHERE s.space = b.space) AS blocks,
-                    max(e.last_measured_at) AS last_measured_at
+                    max(e.last_measured_at) AS last_measured_at,
+                    (SELECT c.report->'calibrated' FROM calibrations c
+                     WHERE c.device_id = e.device_id AND c.framework = e.framework AND c.space = b.space) AS validation
              FROM table_entries e
              JOIN devices d ON d.id = e.device_id
              JOIN space_blocks b ON b.block_key = e.block_key

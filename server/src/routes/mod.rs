@@ -90,4 +90,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::matrix))
         .routes(routes!(tables::import))
         .routes(routes!(tables::validation))
+        .routes(routes!(tables::predict_fleet))
 }

@@ -37,6 +37,10 @@ pub struct TableSummary {
     /// Entries measured with an older kernel version.
     pub stale: i64,
     pub last_measured_at: Option<DateTime<Utc>>,
+    /// Calibrated, out-of-sample accuracy on whole networks (`within_5pct`, `within_10pct`,
+    /// `rmse_ms`, `mean_bias`, `networks`); null before any validation.
+    #[schema(value_type = Object)]
+    pub validation: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -192,6 +196,7 @@ pub async fn list(
                 },
                 stale: r.stale,
                 last_measured_at: r.last_measured_at,
+                validation: r.validation,
             })
             .collect(),
     ))
@@ -891,4 +896,141 @@ pub async fn validation(
         report,
         fitted_at,
     }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetPredictRequest {
+    pub space: String,
+    /// The fleet: 1 to 32 (device, framework) tables.
+    #[schema(value_type = Vec<Object>)]
+    pub tables: Vec<crate::searches::TableRef>,
+    #[schema(value_type = Vec<Value>)]
+    pub archs: Vec<serde_json::Value>,
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub statistic: Statistic,
+    /// Use each table's calibration (all tables must have one).
+    #[serde(default)]
+    pub calibrated: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FleetPrediction {
+    pub arch: String,
+    pub name: Option<String>,
+    /// Per table: `device`, `framework`, `total_ms` (calibrated when asked), `missing`.
+    #[schema(value_type = Vec<Object>)]
+    pub tables: Vec<serde_json::Value>,
+    /// The slowest phone of the fleet; null when any table misses blocks.
+    pub max_ms: Option<f64>,
+    /// The fleet's mean; null when any table misses blocks.
+    pub mean_ms: Option<f64>,
+}
+
+/// Predicts architectures on several tables at once (a fleet of phones).
+#[utoipa::path(post, path = "/v1/predict", tag = "tables", security(("bearer" = [])),
+    request_body = FleetPredictRequest,
+    responses((status = 200, body = Vec<FleetPrediction>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn predict_fleet(
+    State(state): State<AppState>,
+    _caller: Caller,
+    ApiJson(req): ApiJson<FleetPredictRequest>,
+) -> ApiResult<Json<Vec<FleetPrediction>>> {
+    let space = space_in_body(&state.db, &req.space, "unknown_space").await?;
+    if req.tables.is_empty() || req.tables.len() > 32 {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "`tables` must name 1 to 32 tables",
+        ));
+    }
+    if req.archs.is_empty() || req.archs.len() > MAX_ARCHS_PER_REQUEST {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("`archs` must hold 1 to {MAX_ARCHS_PER_REQUEST} architectures"),
+        ));
+    }
+    let mut fleet = Vec::new();
+    for (i, t) in req.tables.iter().enumerate() {
+        let d = resolve_table(&state, &t.device, &t.framework)
+            .await
+            .map_err(|e| {
+                ApiError::unprocessable(
+                    "unknown_table",
+                    format!("tables[{i}]: {}", e.problem().detail),
+                )
+            })?;
+        let table = state
+            .db
+            .latency_table(d.id, &t.framework, space.name())
+            .await?;
+        let calibration: Option<Calibration> = if req.calibrated {
+            let (model, _, _) = state
+                .db
+                .calibration(d.id, &t.framework, space.name())
+                .await?
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "no_calibration",
+                        format!(
+                            "tables[{i}] ({} / {}) has no calibration yet",
+                            d.name, t.framework
+                        ),
+                    )
+                })?;
+            Some(
+                serde_json::from_value(model)
+                    .map_err(|e| ApiError::Internal(format!("stored calibration: {e}")))?,
+            )
+        } else {
+            None
+        };
+        fleet.push((d, t.framework.clone(), table, calibration));
+    }
+    let mut out = Vec::with_capacity(req.archs.len());
+    for (i, value) in req.archs.into_iter().enumerate() {
+        let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_architecture",
+                format!(
+                    "archs[{i}]: expected a hex string, a reference name, or {{\"choices\": [...]}}"
+                ),
+            )
+        })?;
+        let arch = space.resolve(&spec).map_err(|e| {
+            ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}"))
+        })?;
+        let blocks = space.expand(&arch);
+        let mut totals = Vec::new();
+        let mut tables = Vec::new();
+        for (d, framework, table, calibration) in &fleet {
+            let (stat, apply) = match calibration {
+                Some(c) => (c.statistic, Some(*c)),
+                None => (req.statistic, None),
+            };
+            let p = table.predict(&blocks, stat);
+            let total = p
+                .total_ms
+                .map(|s| apply.map_or(s, |c| c.apply(s, blocks.len())));
+            totals.push(total);
+            tables.push(serde_json::json!({
+                "device": d.id, "device_name": d.name, "framework": framework,
+                "total_ms": total, "calibrated": apply.is_some(),
+                "missing": p.missing.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            }));
+        }
+        let all: Option<Vec<f64>> = totals.into_iter().collect();
+        out.push(FleetPrediction {
+            arch: arch.to_string(),
+            name: arch.name().map(str::to_string),
+            tables,
+            max_ms: all
+                .as_ref()
+                .map(|v| v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            mean_ms: all.as_ref().map(|v| v.iter().sum::<f64>() / v.len() as f64),
+        });
+    }
+    Ok(Json(out))
 }

@@ -503,3 +503,43 @@ async fn bad_imports_are_refused_and_write_nothing() {
         0
     );
 }
+
+#[tokio::test]
+async fn fleet_predictions_combine_tables() {
+    let app = spawn_app().await;
+    let slow = seed_table(&app, "old-phone", "wgpu-fused", 2.0).await;
+    let fast = seed_table(&app, "new-phone", "wgpu-fused", 1.0).await;
+    let r = app
+        .post_json(
+            "/v1/predict",
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "tables": [{"device": fast, "framework": "wgpu-fused"}, {"device": "old-phone", "framework": "wgpu-fused"}],
+                    "archs": ["MoGA-B", "MobileNetV3-Large"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    let t0 = v[0]["tables"][0]["total_ms"].as_f64().unwrap();
+    let t1 = v[0]["tables"][1]["total_ms"].as_f64().unwrap();
+    assert_eq!(v[0]["tables"][1]["device"], slow.as_str());
+    assert!(
+        (t1 - 2.0 * t0).abs() < 1e-9,
+        "the old phone's table is the new one's doubled"
+    );
+    assert_eq!(v[0]["max_ms"].as_f64().unwrap(), t1);
+    assert!((v[0]["mean_ms"].as_f64().unwrap() - 1.5 * t0).abs() < 1e-9);
+    assert!(
+        v[1]["max_ms"].is_null(),
+        "missing blocks give no fleet figure"
+    );
+    let p = expect_problem(
+        app.post_json("/v1/predict", Some(ADMIN_TOKEN),
+                      &json!({"space": "moga-mbv3", "tables": [{"device": "nope", "framework": "wgpu-fused"}], "archs": ["MoGA-A"]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().starts_with("tables[0]"),
+        "{p}"
+    );
+}

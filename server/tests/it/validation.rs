@@ -136,6 +136,15 @@ async fn validation_networks_fit_a_calibration_that_predict_uses() {
     let network = &report["networks"].as_array().unwrap()[0];
     assert!(network["overhead_per_boundary_ms"].is_number());
 
+    // The table list shows the validation summary.
+    let list: Value = app
+        .get("/v1/tables", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["validation"]["within_5pct"], 1.0, "{list}");
+
     // Predict uses it when asked.
     let url = format!("/v1/tables/{device}/wgpu-fused/predict");
     let p: Value = app
