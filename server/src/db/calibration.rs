@@ -31,7 +31,7 @@ impl Db {
         for (key, s) in rows {
             samples.entry(key).or_default().extend(s);
         }
-        let table = self.latency_table(device, framework, space.name()).await?;
+        let table = self.latency_table(device, framework).await?;
         let mut observations = Vec::new();
         for (key, s) in samples {
             let (Ok(arch), Ok(summary)) = (

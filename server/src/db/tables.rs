@@ -1,7 +1,7 @@
 //! Latency tables as the search and predictions read them: the entries of one
 //! (device, framework), restricted to the blocks of a space.
 
-use gpulut_tables::{BlockKey, LatencyTable, TableEntry};
+use gpulut_tables::{BlockKey, LatencyTable, SearchSpace, TableEntry};
 use uuid::Uuid;
 
 use super::Db;
@@ -61,23 +61,23 @@ impl Db {
         Ok(row.is_some())
     }
 
-    /// The table of (device, framework) over the blocks of `space`.
+    /// The table of (device, framework).
+    ///
+    /// Block keys are global, so the table holds every entry of the (device, framework): a
+    /// lookup by an architecture's blocks finds what it needs, whatever space it belongs to.
+    /// (A primary-key range scan; no join, so the plan does not depend on table statistics.)
     pub async fn latency_table(
         &self,
         device: Uuid,
         framework: &str,
-        space: &str,
     ) -> Result<LatencyTable, sqlx::Error> {
         let rows: Vec<EntryRow> = sqlx::query_as(
-            "SELECT e.block_key, e.count, e.min_ms, e.p10_ms, e.median_ms, e.p90_ms, e.mean_ms,
-                    e.iqr_ms, e.mad_ms, e.ci_low_ms, e.ci_high_ms
-             FROM table_entries e
-             JOIN space_blocks b ON b.block_key = e.block_key AND b.space = $3
-             WHERE e.device_id = $1 AND e.framework = $2",
+            "SELECT block_key, count, min_ms, p10_ms, median_ms, p90_ms, mean_ms,
+                    iqr_ms, mad_ms, ci_low_ms, ci_high_ms
+             FROM table_entries WHERE device_id = $1 AND framework = $2",
         )
         .bind(device)
         .bind(framework)
-        .bind(space)
         .fetch_all(&self.pool)
         .await?;
         let mut table = LatencyTable::default();
@@ -163,21 +163,31 @@ impl Db {
         &self,
         device: Uuid,
         framework: &str,
-        space: &str,
+        space: &SearchSpace,
     ) -> Result<Vec<EntryDetailRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT e.block_key, b.part, e.framework_version, e.count, e.min_ms, e.p10_ms, e.median_ms,
-                    e.p90_ms, e.mean_ms, e.iqr_ms, e.mad_ms, e.ci_low_ms, e.ci_high_ms, e.stale,
-                    e.first_measured_at, e.last_measured_at
-             FROM table_entries e
-             JOIN space_blocks b ON b.block_key = e.block_key AND b.space = $3
-             WHERE e.device_id = $1 AND e.framework = $2
-             ORDER BY b.position",
+        let rows: Vec<EntryDetailRow> = sqlx::query_as(
+            "SELECT block_key, '' AS part, framework_version, count, min_ms, p10_ms, median_ms,
+                    p90_ms, mean_ms, iqr_ms, mad_ms, ci_low_ms, ci_high_ms, stale,
+                    first_measured_at, last_measured_at
+             FROM table_entries WHERE device_id = $1 AND framework = $2",
         )
         .bind(device)
         .bind(framework)
-        .bind(space)
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        // In the space's block order, with each block's part; entries of other spaces' blocks
+        // are left out.
+        let mut by_key: std::collections::HashMap<String, EntryDetailRow> =
+            rows.into_iter().map(|r| (r.block_key.clone(), r)).collect();
+        Ok(space
+            .distinct_blocks()
+            .into_iter()
+            .filter_map(|b| {
+                by_key.remove(b.block.key.as_str()).map(|mut r| {
+                    r.part = b.part.as_str().to_string();
+                    r
+                })
+            })
+            .collect())
     }
 }

@@ -297,10 +297,7 @@ pub async fn front(
         for t in &req.tables {
             let device = Uuid::parse_str(&t.device)
                 .map_err(|e| ApiError::Internal(format!("stored device id: {e}")))?;
-            let table = state
-                .db
-                .latency_table(device, &t.framework, space.name())
-                .await?;
+            let table = state.db.latency_table(device, &t.framework).await?;
             tables.push((t.device.clone(), t.framework.clone(), table));
         }
         let stat: Statistic = req.latency.statistic;

@@ -261,7 +261,7 @@ pub async fn get(
     .await?;
     let entries: Vec<Entry> = state
         .db
-        .table_entries(d.id, &framework, space.name())
+        .table_entries(d.id, &framework, &space)
         .await?
         .into_iter()
         .map(Entry::from)
@@ -367,10 +367,7 @@ pub async fn entry(
             .unwrap_or(gpulut_tables::space::MOGA_MBV3),
     )
     .await?;
-    let entries = state
-        .db
-        .table_entries(d.id, &framework, space.name())
-        .await?;
+    let entries = state.db.table_entries(d.id, &framework, &space).await?;
     entries
         .into_iter()
         .find(|e| e.block_key == key)
@@ -440,10 +437,7 @@ pub async fn matrix(
             .unwrap_or(gpulut_tables::space::MOGA_MBV3),
     )
     .await?;
-    let table = state
-        .db
-        .latency_table(d.id, &framework, space.name())
-        .await?;
+    let table = state.db.latency_table(d.id, &framework).await?;
     let ms = (0..space.layers().len())
         .map(|layer| {
             space
@@ -503,10 +497,7 @@ pub async fn predict(
             ),
         ));
     }
-    let table = state
-        .db
-        .latency_table(d.id, &framework, space.name())
-        .await?;
+    let table = state.db.latency_table(d.id, &framework).await?;
     let calibration: Option<Calibration> = if req.calibrated {
         let (model, _, _) = state.db.calibration(d.id, &framework, space.name()).await?.ok_or_else(|| {
             ApiError::unprocessable(
@@ -962,10 +953,7 @@ pub async fn predict_fleet(
                     format!("tables[{i}]: {}", e.problem().detail),
                 )
             })?;
-        let table = state
-            .db
-            .latency_table(d.id, &t.framework, space.name())
-            .await?;
+        let table = state.db.latency_table(d.id, &t.framework).await?;
         let calibration: Option<Calibration> = if req.calibrated {
             let (model, _, _) = state
                 .db

@@ -227,9 +227,7 @@ impl SearchPlan {
                     t.framework.chars().take(80).collect::<String>()
                 )));
             }
-            let table = db
-                .latency_table(device.id, &t.framework, space.name())
-                .await?;
+            let table = db.latency_table(device.id, &t.framework).await?;
             let latency = LayerCosts::latency(&space, &table, req.latency.statistic).map_err(|missing| {
                 let shown: Vec<&str> = missing.iter().take(10).map(|k| k.as_str()).collect();
                 invalid(format!(

@@ -159,7 +159,7 @@ async fn references(db: &Db, plan: &SearchPlan) -> Result<Vec<ReferencePoint>, S
                 let mut per_table = Vec::new();
                 for t in &plan.tables {
                     let table = db
-                        .latency_table(t.device, &t.framework, plan.space.name())
+                        .latency_table(t.device, &t.framework)
                         .await
                         .map_err(|e| e.to_string())?;
                     per_table.push(table.predict(&analysis.blocks, Default::default()).total_ms);
