@@ -235,6 +235,34 @@ ensure_prereqs() {
     info "Postgres $PG_MAJOR in $PG_BINDIR; Vulkan drivers: $(vulkan_icds | xargs -r -n1 basename | tr '\n' ' ')"
 }
 
+# prereq_packages_missing: print the Debian packages ensure_prereqs would install
+# (postgresql, libvulkan1, mesa-vulkan-drivers), one a line; installs nothing.
+prereq_packages_missing() {
+    (find_pg_bindir) || echo postgresql
+    have_vulkan_loader || echo libvulkan1
+    [[ -n "$(vulkan_icds)" ]] || echo mesa-vulkan-drivers
+    return 0
+}
+
+# ensure_tools TOOL...: make sure each command exists (its Debian package has the same name,
+# e.g. curl, jq). Installs what is missing when root; otherwise exits with one apt-get line
+# that also lists what ensure_prereqs would need, so one command fixes everything.
+ensure_tools() {
+    local t missing=() extra
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    if ! is_root; then
+        mapfile -t extra < <(prereq_packages_missing)
+        missing+=("${extra[@]}")
+    fi
+    apt_install "${missing[@]}"
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 || die "$t is still not found after installing it"
+    done
+}
+
 # ---------------------------------------------------------------------------------------
 # Ports
 # ---------------------------------------------------------------------------------------
