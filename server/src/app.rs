@@ -35,6 +35,8 @@ pub struct AppState {
     pub cadence: Cadence,
     /// When this process started: devices get one heartbeat timeout of grace after a restart.
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Rendered tables, invalidated through Postgres notifications.
+    pub tables: std::sync::Arc<crate::cache::TableCache>,
 }
 
 /// Settings of a serving process (from flags and environment in `main`).
@@ -132,12 +134,24 @@ pub async fn prepare(settings: &Settings) -> Result<AppState, StartError> {
     db.register_native_frameworks(NATIVE_FRAMEWORKS)
         .await
         .map_err(StartError::Seed)?;
+    let tables = std::sync::Arc::new(crate::cache::TableCache::default());
+    {
+        let (db, tables) = (db.clone(), tables.clone());
+        tokio::spawn(async move {
+            db.follow_table_changes(|device| match device {
+                Some(d) => tables.invalidate_device(d),
+                None => tables.clear(),
+            })
+            .await;
+        });
+    }
     Ok(AppState {
         db,
         admin_token_digest,
         metrics: metrics_handle(),
         cadence: settings.cadence,
         started_at: chrono::Utc::now(),
+        tables,
     })
 }
 

@@ -93,6 +93,7 @@ impl Db {
         .bind(version)
         .execute(&mut *tx)
         .await?;
+        super::tables::notify_table_change(&mut tx, device).await?;
         tx.commit().await?;
         Ok(Ok(series.len()))
     }

@@ -438,6 +438,9 @@ impl Db {
         for (key, version) in touched.keys() {
             recompute_entry(&mut tx, row.device_id, &row.framework, key, version).await?;
         }
+        if !touched.is_empty() {
+            super::tables::notify_table_change(&mut tx, row.device_id).await?;
+        }
         if let Some(((_, version), _)) = touched.iter().next_back() {
             // Entries measured with another kernel version no longer describe these kernels.
             sqlx::query(

@@ -191,3 +191,57 @@ impl Db {
             .collect())
     }
 }
+
+/// The channel on which entry changes are announced, with the device id as payload.
+pub const TABLES_CHANNEL: &str = "gpulut_tables";
+
+impl Db {
+    /// Follows entry changes forever: `changed(Some(device))` per notification, `changed(None)`
+    /// whenever notifications may have been missed (at start, and after the listening
+    /// connection was lost).
+    pub async fn follow_table_changes(&self, mut changed: impl FnMut(Option<Uuid>) + Send) {
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => {
+                    if let Err(e) = listener.listen(TABLES_CHANNEL).await {
+                        tracing::warn!(error = %e, "LISTEN for table changes failed");
+                    } else {
+                        changed(None);
+                        delay = std::time::Duration::from_millis(200);
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(n)) => changed(Uuid::parse_str(n.payload()).ok()),
+                                Ok(None) => {
+                                    changed(None);
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "table change notifications interrupted");
+                                    changed(None);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for table changes"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(10));
+        }
+    }
+}
+
+/// Announces (at commit) that a device's entries changed.
+pub(super) async fn notify_table_change(
+    tx: &mut sqlx::PgConnection,
+    device: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(TABLES_CHANNEL)
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+}

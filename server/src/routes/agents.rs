@@ -647,6 +647,12 @@ pub async fn result(
         return Err(e);
     }
     if let LeaseCheck::Held(job) = &check
+        && stored > 0
+    {
+        // This replica forgets at once; the others through the commit's notification.
+        state.tables.invalidate_device(job.device_id);
+    }
+    if let LeaseCheck::Held(job) = &check
         && job.kind == "networks"
         && stored > 0
     {

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::cache::Rendered;
 use crate::db::{DeviceRef, EntryDetailRow, ImportRefusal, ImportedSeries};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -251,17 +252,59 @@ pub async fn get(
             "`format` must be json, csv or ofa-yaml",
         ));
     }
-    let d = resolve_table(&state, &device, &framework).await?;
-    let space = load_space(
-        &state,
-        q.space
-            .as_deref()
-            .unwrap_or(gpulut_tables::space::MOGA_MBV3),
+    let space_name = q
+        .space
+        .as_deref()
+        .unwrap_or(gpulut_tables::space::MOGA_MBV3);
+    let key = (
+        device.clone(),
+        framework.clone(),
+        space_name.to_string(),
+        format.to_string(),
+    );
+    let rendered = match state.tables.get(&key) {
+        Some(r) => r,
+        None => {
+            let generation = state.tables.generation();
+            let r = render(&state, &device, &framework, space_name, format).await?;
+            state.tables.insert(key, r.clone(), generation);
+            r
+        }
+    };
+    // Polling clients send the ETag back and get 304 while the table is unchanged.
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == rendered.etag || t.trim() == "*")
+        });
+    if unchanged {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, rendered.etag)]).into_response());
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, rendered.content_type.to_string()),
+            (header::ETAG, rendered.etag),
+        ],
+        rendered.body,
     )
-    .await?;
+        .into_response())
+}
+
+/// Reads and renders one table.
+async fn render(
+    state: &AppState,
+    device: &str,
+    framework: &str,
+    space: &str,
+    format: &str,
+) -> ApiResult<Rendered> {
+    let d = resolve_table(state, device, framework).await?;
+    let space = load_space(state, space).await?;
     let entries: Vec<Entry> = state
         .db
-        .table_entries(d.id, &framework, &space)
+        .table_entries(d.id, framework, &space)
         .await?
         .into_iter()
         .map(Entry::from)
@@ -275,7 +318,7 @@ pub async fn get(
     let table = Table {
         device: d.id,
         device_name: d.name,
-        framework,
+        framework: framework.to_string(),
         space: space.name().to_string(),
         entries,
         missing,
@@ -288,26 +331,16 @@ pub async fn get(
             serde_json::to_string(&table).map_err(|e| ApiError::Internal(e.to_string()))?,
         ),
     };
-    // Polling clients send the ETag back and get 304 while the table is unchanged.
     let etag = format!(
         "\"{}\"",
         hex::encode(&Sha256::digest(body.as_bytes())[..16])
     );
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::ETAG, etag),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(Rendered {
+        device: d.id,
+        content_type,
+        etag,
+        body: axum::body::Bytes::from(body),
+    })
 }
 
 /// OFA's YAML lookup table: one quoted key per block with `count`, `mean` and `std`.
@@ -800,6 +833,8 @@ pub async fn import(
         .map_err(|ImportRefusal::NativeFramework| {
             invalid_import(format!("`{framework}` is one of the agent's own frameworks; its numbers come from agents only"))
         })?;
+    // This replica forgets at once; the others through the commit's notification.
+    state.tables.invalidate_device(d.id);
     tracing::info!(device = %d.id, framework, stored, "measurements imported");
     Ok((
         StatusCode::CREATED,

@@ -27,6 +27,7 @@ async fn readyz_is_503_when_the_database_is_down() {
         metrics: app::metrics_handle(),
         cadence: app::DEFAULT_CADENCE,
         started_at: chrono::Utc::now(),
+        tables: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -543,3 +543,69 @@ async fn fleet_predictions_combine_tables() {
         "{p}"
     );
 }
+
+#[tokio::test]
+async fn a_cached_table_changes_when_its_entries_do() {
+    let app = spawn_app().await;
+    let device = manual_device(&app, "phone").await;
+    let url = format!("/v1/tables/{device}/tflite-gpu/import");
+    let import = |ms: f64| json!({"space": "moga-mbv3", "framework_version": "2.16", "rows": [{"key": "gap-i7x7x960", "ms": ms}]});
+    assert_eq!(
+        app.post_json(&url, Some(ADMIN_TOKEN), &import(1.0))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let path = format!("/v1/tables/{device}/tflite-gpu");
+    let get = || app.get(&path, Some(ADMIN_TOKEN));
+    let first: Value = get().await.json().await.unwrap();
+    assert_eq!(first["entries"][0]["median_ms"], 1.0);
+    let again: Value = get().await.json().await.unwrap();
+    assert_eq!(again, first, "served from the cache");
+    // New samples: the median of [1, 3, 3] is 3, and the next GET shows it.
+    assert_eq!(
+        app.post_json(&url, Some(ADMIN_TOKEN), &import(3.0))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let now: Value = get().await.json().await.unwrap();
+    assert_eq!(now["entries"][0]["count"], 2);
+    assert_eq!(now["entries"][0]["median_ms"], 2.0);
+    // A second replica on the same database learns of the change through Postgres.
+    let other = crate::spawn_app_on(app.database_url.clone()).await;
+    let before: Value = other
+        .get(
+            &format!("/v1/tables/{device}/tflite-gpu"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["entries"][0]["count"], 2);
+    assert_eq!(
+        app.post_json(&url, Some(ADMIN_TOKEN), &import(3.0))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let mut seen = 0;
+    for _ in 0..100 {
+        let v: Value = other
+            .get(
+                &format!("/v1/tables/{device}/tflite-gpu"),
+                Some(ADMIN_TOKEN),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen = v["entries"][0]["count"].as_i64().unwrap();
+        if seen == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, 3, "the other replica's cache was invalidated");
+}
