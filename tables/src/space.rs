@@ -178,6 +178,11 @@ pub struct SearchSpace {
     spec: SpaceSpec,
     /// Input shape of each searchable layer, derived once.
     layer_inputs: Vec<Shape>,
+    /// Every (layer, choice) block, row-major, built once: expanding architectures is the hot
+    /// path of predictions and searches, and key formatting is its cost.
+    grid: Vec<Block>,
+    stem: Vec<Block>,
+    head: Vec<Block>,
     references: References,
 }
 
@@ -348,11 +353,35 @@ impl SearchSpace {
         for (n, op) in spec.head.iter().enumerate() {
             shape = check_fixed(op, shape, &format!("head[{n}]"))?;
         }
-        Ok(Self {
+        let mut space = Self {
             spec,
             layer_inputs,
+            grid: Vec::new(),
+            stem: Vec::new(),
+            head: Vec::new(),
             references: References::default(),
-        })
+        };
+        let i = space.spec.input;
+        space.stem = fixed_blocks(&space.spec.stem, Shape::new(i.height, i.width, i.channels));
+        let last = space.spec.layers.len() - 1;
+        let (l, s) = (space.spec.layers[last], space.layer_inputs[last]);
+        let tail = Shape::new(conv_out(s.h, l.stride), conv_out(s.w, l.stride), l.cout);
+        space.head = fixed_blocks(&space.spec.head, tail);
+        space.grid = (0..space.spec.layers.len())
+            .flat_map(|layer| {
+                space
+                    .choices()
+                    .iter()
+                    .map(|c| Block::new(space.choice_op(layer, c), space.layer_inputs[layer]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(space)
+    }
+
+    /// The block of `choice` at searchable layer `layer` (0-based).
+    pub fn choice_block(&self, layer: usize, choice: usize) -> &Block {
+        &self.grid[layer * self.choices().len() + choice]
     }
 
     /// Adds the reference architectures of a `reference-archs.json` document.
@@ -430,34 +459,31 @@ impl SearchSpace {
 
     /// The fixed blocks before the searchable layers, in order.
     pub fn stem_blocks(&self) -> Vec<Block> {
-        let i = self.spec.input;
-        fixed_blocks(&self.spec.stem, Shape::new(i.height, i.width, i.channels))
+        self.stem.clone()
     }
 
     /// The fixed blocks after the searchable layers, in order.
     pub fn head_blocks(&self) -> Vec<Block> {
-        let last = self.spec.layers.len() - 1;
-        let l = self.spec.layers[last];
-        let s = self.layer_inputs[last];
-        let input = Shape::new(conv_out(s.h, l.stride), conv_out(s.w, l.stride), l.cout);
-        fixed_blocks(&self.spec.head, input)
+        self.head.clone()
     }
 
     /// The blocks of an architecture in execution order: stem, one per layer, head.
     pub fn expand(&self, arch: &Architecture) -> Vec<Block> {
-        let mut blocks = self.stem_blocks();
+        let mut blocks =
+            Vec::with_capacity(self.stem.len() + self.spec.layers.len() + self.head.len());
+        blocks.extend_from_slice(&self.stem);
         for layer in 0..self.spec.layers.len() {
-            let op = match arch.layers() {
-                crate::arch::ArchLayers::Grid(choices) => {
-                    self.choice_op(layer, &self.choices()[usize::from(choices[layer])])
-                }
-                crate::arch::ArchLayers::Explicit(layers) => {
-                    self.explicit_op(layer, &layers[layer])
-                }
-            };
-            blocks.push(Block::new(op, self.layer_inputs[layer]));
+            blocks.push(match arch.layers() {
+                crate::arch::ArchLayers::Grid(choices) => self
+                    .choice_block(layer, usize::from(choices[layer]))
+                    .clone(),
+                crate::arch::ArchLayers::Explicit(layers) => Block::new(
+                    self.explicit_op(layer, &layers[layer]),
+                    self.layer_inputs[layer],
+                ),
+            });
         }
-        blocks.extend(self.head_blocks());
+        blocks.extend_from_slice(&self.head);
         blocks
     }
 
@@ -498,7 +524,7 @@ impl SearchSpace {
         }
         for layer in 0..self.spec.layers.len() {
             for choice in self.choices() {
-                let block = Block::new(self.choice_op(layer, choice), self.layer_inputs[layer]);
+                let block = self.choice_block(layer, choice.c as usize).clone();
                 let at = LayerChoice {
                     layer: layer as u32 + 1,
                     choice: choice.c,

@@ -125,6 +125,14 @@ pub struct PredictRequest {
     /// validation chose); refused when the table has no calibration yet.
     #[serde(default)]
     pub calibrated: bool,
+    /// Include the per-block breakdown (default true); without it the answer is a tenth of
+    /// the size, for callers that rank many architectures by total.
+    #[serde(default = "yes")]
+    pub breakdown: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,8 +145,10 @@ pub struct PredictionOut {
     pub uncertainty_ms: Option<f64>,
     #[schema(value_type = String)]
     pub statistic: Statistic,
-    /// Per block, in execution order: `key` and `ms` (null when missing).
+    /// Per block, in execution order: `key` and `ms` (null when missing); left out with
+    /// `"breakdown": false`.
     #[schema(value_type = Vec<Object>)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blocks: Vec<gpulut_tables::latency::BlockLatency>,
     pub missing: Vec<String>,
     /// With `calibrated`: the calibrated prediction (null when blocks are missing).
@@ -576,7 +586,7 @@ pub async fn predict(
             total_ms: p.total_ms,
             uncertainty_ms: p.uncertainty_ms,
             statistic: p.statistic,
-            blocks: p.blocks,
+            blocks: if req.breakdown { p.blocks } else { Vec::new() },
             missing: p.missing.into_iter().map(|k| k.to_string()).collect(),
         });
     }

@@ -122,6 +122,18 @@ async fn predictions_sum_their_breakdown_and_report_missing_blocks() {
         assert!(v[i]["uncertainty_ms"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(v[0]["name"], "MoGA-A");
+    let totals: Value = app
+        .post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": ["MoGA-A"], "breakdown": false}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(totals[0].get("blocks").is_none());
+    assert_eq!(totals[0]["total_ms"], v[0]["total_ms"]);
     // MobileNetV3-Large's blocks are outside the grid: missing, and no total.
     assert!(v[1]["total_ms"].is_null());
     let missing = v[1]["missing"].as_array().unwrap();
