@@ -178,6 +178,37 @@ mod tests {
 
     proptest! {
         #[test]
+        fn the_grid_predictor_agrees_with_the_table(
+            choices in prop::collection::vec(0i64..12, 14),
+            times in prop::collection::vec(0.001f64..50.0, 126),
+            drop in 0usize..140,
+        ) {
+            let space = SearchSpace::moga_mbv3();
+            let mut table = LatencyTable::default();
+            for (i, (b, t)) in space.distinct_blocks().iter().zip(&times).enumerate() {
+                if i != drop {
+                    table.insert(b.block.key.clone(), entry(*t));
+                }
+            }
+            let arch = space.resolve(&ArchSpec::Choices { space: None, choices }).unwrap();
+            let slow = table.predict(&space.expand(&arch), Statistic::P10);
+            let grid = GridPredictor::new(&space, &table, Statistic::P10);
+            let mut blocks = Vec::new();
+            let fast = grid.predict(arch.choices().unwrap(), Some(&mut blocks));
+            prop_assert_eq!(fast.total_ms.is_some(), slow.total_ms.is_some());
+            if let (Some(a), Some(b)) = (fast.total_ms, slow.total_ms) {
+                prop_assert!((a - b).abs() < 1e-9);
+                prop_assert!((fast.uncertainty_ms.unwrap() - slow.uncertainty_ms.unwrap()).abs() < 1e-9);
+            }
+            prop_assert_eq!(fast.missing, slow.missing.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+            prop_assert_eq!(blocks.len(), slow.blocks.len());
+            for (f, s) in blocks.iter().zip(&slow.blocks) {
+                prop_assert_eq!(f.key, s.key.as_str());
+                prop_assert_eq!(f.ms, s.ms);
+            }
+        }
+
+        #[test]
         fn total_is_the_sum_of_the_breakdown(
             choices in prop::collection::vec(0i64..12, 14),
             times in prop::collection::vec(0.001f64..50.0, 126),
@@ -194,4 +225,117 @@ mod tests {
             prop_assert_eq!(p.blocks.len(), 2 + 14 + 4);
         }
     }
+}
+
+/// A table laid over a space's grid for one statistic: the value and spread of every
+/// (layer, choice) and fixed block looked up once, so predicting an architecture is one array
+/// read per layer. This is what makes batches of thousands of predictions cheap.
+#[derive(Debug, Clone)]
+pub struct GridPredictor<'s> {
+    space: &'s crate::space::SearchSpace,
+    stat: Statistic,
+    /// (value, spread²) per fixed block: stem blocks then head blocks.
+    fixed: Vec<Option<(f64, f64)>>,
+    /// (value, spread²) per (layer, choice), row-major.
+    cells: Vec<Option<(f64, f64)>>,
+}
+
+/// One block of a grid prediction, borrowing its key from the space.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BlockMs<'s> {
+    pub key: &'s str,
+    pub ms: Option<f64>,
+}
+
+impl<'s> GridPredictor<'s> {
+    pub fn new(
+        space: &'s crate::space::SearchSpace,
+        table: &LatencyTable,
+        stat: Statistic,
+    ) -> Self {
+        let look = |b: &Block| {
+            table
+                .get(&b.key)
+                .map(|e| (e.get(stat), e.spread_ms().powi(2)))
+        };
+        let fixed = space
+            .stem_blocks()
+            .iter()
+            .chain(&space.head_blocks())
+            .map(look)
+            .collect();
+        let choices = space.choices().len();
+        let cells = (0..space.layers().len() * choices)
+            .map(|i| look(space.choice_block(i / choices, i % choices)))
+            .collect();
+        Self {
+            space,
+            stat,
+            fixed,
+            cells,
+        }
+    }
+
+    /// Predicts a grid architecture (choices checked against the space before). With
+    /// `breakdown`, `blocks` receives every block in execution order.
+    pub fn predict(
+        &self,
+        choices: &[u8],
+        breakdown: Option<&mut Vec<BlockMs<'s>>>,
+    ) -> GridPrediction<'s> {
+        let space = self.space;
+        let n_choices = space.choices().len();
+        let (stem, head) = (space.stem_blocks().len(), space.head_blocks().len());
+        let mut total = 0.0;
+        let mut variance = 0.0;
+        let mut missing: Vec<&'s str> = Vec::new();
+        let mut out = breakdown;
+        let mut visit = |key: &'s str, cell: Option<(f64, f64)>| {
+            match cell {
+                Some((v, s2)) => {
+                    total += v;
+                    variance += s2;
+                }
+                None if !missing.contains(&key) => missing.push(key),
+                None => {}
+            }
+            if let Some(out) = out.as_deref_mut() {
+                out.push(BlockMs {
+                    key,
+                    ms: cell.map(|c| c.0),
+                });
+            }
+        };
+        let stem_blocks = space.stem_block_refs();
+        for (i, b) in stem_blocks.iter().enumerate() {
+            visit(b.key.as_str(), self.fixed[i]);
+        }
+        for (layer, &c) in choices.iter().enumerate() {
+            let i = layer * n_choices + usize::from(c);
+            visit(
+                space.choice_block(layer, usize::from(c)).key.as_str(),
+                self.cells[i],
+            );
+        }
+        for (i, b) in space.head_block_refs().iter().enumerate() {
+            visit(b.key.as_str(), self.fixed[stem + i]);
+        }
+        debug_assert_eq!(self.fixed.len(), stem + head);
+        let complete = missing.is_empty();
+        GridPrediction {
+            total_ms: complete.then_some(total),
+            uncertainty_ms: complete.then(|| variance.sqrt()),
+            statistic: self.stat,
+            missing,
+        }
+    }
+}
+
+/// The totals of a grid prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridPrediction<'s> {
+    pub total_ms: Option<f64>,
+    pub uncertainty_ms: Option<f64>,
+    pub statistic: Statistic,
+    pub missing: Vec<&'s str>,
 }

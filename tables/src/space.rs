@@ -467,6 +467,16 @@ impl SearchSpace {
         self.head.clone()
     }
 
+    /// The stem blocks, borrowed.
+    pub fn stem_block_refs(&self) -> &[Block] {
+        &self.stem
+    }
+
+    /// The head blocks, borrowed.
+    pub fn head_block_refs(&self) -> &[Block] {
+        &self.head
+    }
+
     /// The blocks of an architecture in execution order: stem, one per layer, head.
     pub fn expand(&self, arch: &Architecture) -> Vec<Block> {
         let mut blocks =

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gpulut_tables::Statistic;
 use gpulut_tables::export::ofa_key;
+use gpulut_tables::latency::{BlockMs as BlockMsRef, GridPredictor};
 use gpulut_tables::space::BlockPart;
 use gpulut_tables::validation::Calibration;
 use serde::{Deserialize, Serialize};
@@ -528,7 +529,7 @@ pub async fn predict(
     _caller: Caller,
     ApiPath((device, framework)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<PredictRequest>,
-) -> ApiResult<Json<Vec<PredictionOut>>> {
+) -> ApiResult<Response> {
     let d = resolve_table(&state, &device, &framework).await?;
     let space = space_in_body(&state.db, &req.space, "unknown_space").await?;
     if req.archs.is_empty() || req.archs.len() > MAX_ARCHS_PER_REQUEST {
@@ -558,7 +559,7 @@ pub async fn predict(
     } else {
         None
     };
-    let mut out = Vec::with_capacity(req.archs.len());
+    let mut archs = Vec::with_capacity(req.archs.len());
     for (i, value) in req.archs.into_iter().enumerate() {
         let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
             ApiError::unprocessable(
@@ -571,26 +572,90 @@ pub async fn predict(
         let arch = space.resolve(&spec).map_err(|e| {
             ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}"))
         })?;
-        let blocks = space.expand(&arch);
-        let p = table.predict(&blocks, req.statistic);
-        let calibrated_ms = calibration.map(|c| {
-            table
-                .predict(&blocks, c.statistic)
-                .total_ms
-                .map(|sum| c.apply(sum, blocks.len()))
-        });
-        out.push(PredictionOut {
-            calibrated_ms,
+        archs.push(arch);
+    }
+    // Networks outside the grid (explicit channels) are expanded block by block; grid ones go
+    // through the predictor, which looked every (layer, choice) up once.
+    let explicit: Vec<Option<Vec<gpulut_tables::Block>>> = archs
+        .iter()
+        .map(|a| a.choices().is_none().then(|| space.expand(a)))
+        .collect();
+    let grid = GridPredictor::new(&space, &table, req.statistic);
+    let calibrated_grid = calibration.map(|c| (c, GridPredictor::new(&space, &table, c.statistic)));
+    let grid_blocks =
+        space.stem_block_refs().len() + space.layers().len() + space.head_block_refs().len();
+    let mut out = Vec::with_capacity(archs.len());
+    for (arch, expanded) in archs.iter().zip(&explicit) {
+        let mut blocks: Vec<BlockMsRef<'_>> = Vec::new();
+        let (total_ms, uncertainty_ms, missing, calibrated_ms) = match (arch.choices(), expanded) {
+            (Some(choices), _) => {
+                let p = grid.predict(choices, req.breakdown.then_some(&mut blocks));
+                let calibrated = calibrated_grid.as_ref().map(|(c, g)| {
+                    g.predict(choices, None)
+                        .total_ms
+                        .map(|sum| c.apply(sum, grid_blocks))
+                });
+                (
+                    p.total_ms,
+                    p.uncertainty_ms,
+                    p.missing.iter().map(|k| k.to_string()).collect(),
+                    calibrated,
+                )
+            }
+            (None, expanded) => {
+                let expanded: &[gpulut_tables::Block] = expanded.as_deref().unwrap_or(&[]);
+                let p = table.predict(expanded, req.statistic);
+                if req.breakdown {
+                    blocks = expanded
+                        .iter()
+                        .map(|b| BlockMsRef {
+                            key: b.key.as_str(),
+                            ms: table.get(&b.key).map(|e| e.get(req.statistic)),
+                        })
+                        .collect();
+                }
+                let calibrated = calibration.map(|c| {
+                    table
+                        .predict(expanded, c.statistic)
+                        .total_ms
+                        .map(|sum| c.apply(sum, expanded.len()))
+                });
+                (
+                    p.total_ms,
+                    p.uncertainty_ms,
+                    p.missing.iter().map(|k| k.to_string()).collect(),
+                    calibrated,
+                )
+            }
+        };
+        out.push(PredictionRef {
             arch: arch.to_string(),
-            name: arch.name().map(str::to_string),
-            total_ms: p.total_ms,
-            uncertainty_ms: p.uncertainty_ms,
-            statistic: p.statistic,
-            blocks: if req.breakdown { p.blocks } else { Vec::new() },
-            missing: p.missing.into_iter().map(|k| k.to_string()).collect(),
+            name: arch.name(),
+            total_ms,
+            uncertainty_ms,
+            statistic: req.statistic,
+            blocks,
+            missing,
+            calibrated_ms,
         });
     }
-    Ok(Json(out))
+    let body = serde_json::to_vec(&out).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// [`PredictionOut`] borrowing block keys from the space, so a batch allocates no keys.
+#[derive(Serialize)]
+struct PredictionRef<'a> {
+    arch: String,
+    name: Option<&'a str>,
+    total_ms: Option<f64>,
+    uncertainty_ms: Option<f64>,
+    statistic: Statistic,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    blocks: Vec<BlockMsRef<'a>>,
+    missing: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calibrated_ms: Option<Option<f64>>,
 }
 
 /// Most rows one import may carry.
