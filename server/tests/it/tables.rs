@@ -155,6 +155,20 @@ async fn predictions_sum_their_breakdown_and_report_missing_blocks() {
     )
     .await;
     assert!(p["detail"].as_str().unwrap().contains("archs[0]"));
+    let p = expect_problem(
+        app.post_json(
+            &format!("/v1/tables/{device}/wgpu-fused/predict"),
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "archs": [{"space": "fbnet", "choices": [0]}]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("fbnet"),
+        "an architecture of another space: {p}"
+    );
     expect_problem(
         app.post_json(
             &format!("/v1/tables/{device}/wgpu-fused/predict"),
