@@ -542,38 +542,12 @@ pub async fn predict(
         ));
     }
     let table = state.db.latency_table(d.id, &framework).await?;
-    let calibration: Option<Calibration> = if req.calibrated {
-        let (model, _, _) = state.db.calibration(d.id, &framework, space.name()).await?.ok_or_else(|| {
-            ApiError::unprocessable(
-                "no_calibration",
-                format!(
-                    "the table of {} / {framework} has no calibration yet: run a campaign with `validation` (3 or more networks)",
-                    d.name
-                ),
-            )
-        })?;
-        Some(
-            serde_json::from_value(model)
-                .map_err(|e| ApiError::Internal(format!("stored calibration: {e}")))?,
-        )
+    let calibration = if req.calibrated {
+        Some(table_calibration(&state, &d, &framework, &space).await?)
     } else {
         None
     };
-    let mut archs = Vec::with_capacity(req.archs.len());
-    for (i, value) in req.archs.into_iter().enumerate() {
-        let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
-            ApiError::unprocessable(
-                "invalid_architecture",
-                format!(
-                    "archs[{i}]: expected a hex string, a reference name, or {{\"choices\": [...]}}"
-                ),
-            )
-        })?;
-        let arch = space.resolve(&spec).map_err(|e| {
-            ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}"))
-        })?;
-        archs.push(arch);
-    }
+    let archs = parse_archs(&space, req.archs)?;
     // Networks outside the grid (explicit channels) are expanded block by block; grid ones go
     // through the predictor, which looked every (layer, choice) up once.
     let explicit: Vec<Option<Vec<gpulut_tables::Block>>> = archs
@@ -1064,42 +1038,23 @@ pub async fn predict_fleet(
                 )
             })?;
         let table = state.db.latency_table(d.id, &t.framework).await?;
-        let calibration: Option<Calibration> = if req.calibrated {
-            let (model, _, _) = state
-                .db
-                .calibration(d.id, &t.framework, space.name())
-                .await?
-                .ok_or_else(|| {
+        let calibration = if req.calibrated {
+            let c = table_calibration(&state, &d, &t.framework, &space)
+                .await
+                .map_err(|e| {
                     ApiError::unprocessable(
                         "no_calibration",
-                        format!(
-                            "tables[{i}] ({} / {}) has no calibration yet",
-                            d.name, t.framework
-                        ),
+                        format!("tables[{i}]: {}", e.problem().detail),
                     )
                 })?;
-            Some(
-                serde_json::from_value(model)
-                    .map_err(|e| ApiError::Internal(format!("stored calibration: {e}")))?,
-            )
+            Some(c)
         } else {
             None
         };
         fleet.push((d, t.framework.clone(), table, calibration));
     }
     let mut out = Vec::with_capacity(req.archs.len());
-    for (i, value) in req.archs.into_iter().enumerate() {
-        let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
-            ApiError::unprocessable(
-                "invalid_architecture",
-                format!(
-                    "archs[{i}]: expected a hex string, a reference name, or {{\"choices\": [...]}}"
-                ),
-            )
-        })?;
-        let arch = space.resolve(&spec).map_err(|e| {
-            ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}"))
-        })?;
+    for arch in parse_archs(&space, req.archs)? {
         let blocks = space.expand(&arch);
         let mut totals = Vec::new();
         let mut tables = Vec::new();
@@ -1131,4 +1086,46 @@ pub async fn predict_fleet(
         });
     }
     Ok(Json(out))
+}
+
+/// The architectures of a request body, checked against the space; errors name the index.
+fn parse_archs(
+    space: &gpulut_tables::SearchSpace,
+    values: Vec<serde_json::Value>,
+) -> ApiResult<Vec<gpulut_tables::Architecture>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let spec: gpulut_tables::ArchSpec = serde_json::from_value(value).map_err(|_| {
+                ApiError::unprocessable(
+                    "invalid_architecture",
+                    format!("archs[{i}]: expected a hex string, a reference name, or {{\"choices\": [...]}}"),
+                )
+            })?;
+            space
+                .resolve(&spec)
+                .map_err(|e| ApiError::unprocessable("invalid_architecture", format!("archs[{i}]: {e}")))
+        })
+        .collect()
+}
+
+/// A table's stored calibration, or a 422 saying how to get one.
+async fn table_calibration(
+    state: &AppState,
+    d: &DeviceRef,
+    framework: &str,
+    space: &gpulut_tables::SearchSpace,
+) -> ApiResult<Calibration> {
+    let (model, _, _) = state.db.calibration(d.id, framework, space.name()).await?.ok_or_else(|| {
+        ApiError::unprocessable(
+            "no_calibration",
+            format!(
+                "the table of {} / {framework} has no calibration yet: run a campaign with `validation` (3 or more networks)",
+                d.name
+            ),
+        )
+    })?;
+    serde_json::from_value(model)
+        .map_err(|e| ApiError::Internal(format!("stored calibration: {e}")))
 }
