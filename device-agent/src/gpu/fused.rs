@@ -26,7 +26,7 @@ use crate::model::{Conv, Depthwise, FullyConnected, Network, Op, SqueezeExcite};
 
 use super::codegen::WCAP;
 use super::lower::{
-    Binding, DeviceLimits, GATE_UNIFORM_BYTES, Kernel, Lowered, Step, TensorId,
+    Binding, DeviceLimits, Direct, GATE_UNIFORM_BYTES, Kernel, Lowered, Step, TensorId,
     UNIFORM_WEIGHTS_BYTES, act_code, grid,
 };
 
@@ -576,51 +576,18 @@ impl Fused<'_> {
         d: &Depthwise,
         label: &str,
     ) -> TensorId {
-        let total = o.len();
-        let y = self.l.tensor(total);
-        let params = vec![
-            i.h,
-            i.w,
-            i.c,
-            o.h,
-            o.w,
-            d.kernel,
-            d.stride,
-            d.kernel / 2,
-            total as u32,
-        ];
-        self.direct(
-            Kernel::Depthwise,
-            vec![
-                Binding::Uniform(params),
-                Binding::Tensor(x),
-                Binding::Weights(d.weight.clone()),
-                Binding::Weights(d.bias.clone()),
-                Binding::Tensor(y),
-            ],
-            total,
-            label,
-        );
-        self.activation(y, total, d.act, label);
-        y
+        self.as_direct().depthwise(x, i, o, d, label)
     }
 
     fn direct(&mut self, kernel: Kernel, bindings: Vec<Binding>, threads: u64, label: &str) {
-        let groups = grid(threads.div_ceil(64), self.max_per_dim);
-        self.push(kernel, Vec::new(), bindings, groups, label);
+        self.as_direct().step(kernel, bindings, threads, label);
     }
 
-    fn activation(&mut self, y: TensorId, len: u64, act: Activation, label: &str) {
-        if act != Activation::None {
-            self.direct(
-                Kernel::Activation,
-                vec![
-                    Binding::Uniform(vec![len as u32, act_code(act)]),
-                    Binding::Tensor(y),
-                ],
-                len,
-                label,
-            );
+    /// The direct lowering over the same steps, for ops this one does not fuse.
+    fn as_direct(&mut self) -> Direct<'_> {
+        Direct {
+            l: self.l,
+            max_per_dim: self.max_per_dim,
         }
     }
 

@@ -250,13 +250,20 @@ fn lower_direct(net: &Network, max_per_dim: u32) -> Lowered {
     l
 }
 
-struct Direct<'a> {
-    l: &'a mut Lowered,
-    max_per_dim: u32,
+/// The one-dispatch-per-op lowering; the fused lowering uses it too for ops it does not fuse.
+pub(super) struct Direct<'a> {
+    pub(super) l: &'a mut Lowered,
+    pub(super) max_per_dim: u32,
 }
 
 impl Direct<'_> {
-    fn step(&mut self, kernel: Kernel, bindings: Vec<Binding>, threads: u64, label: &str) {
+    pub(super) fn step(
+        &mut self,
+        kernel: Kernel,
+        bindings: Vec<Binding>,
+        threads: u64,
+        label: &str,
+    ) {
         self.l.steps.push(Step {
             kernel,
             constants: Vec::new(),
@@ -314,7 +321,14 @@ impl Direct<'_> {
         y
     }
 
-    fn depthwise(&mut self, x: usize, i: Shape, o: Shape, d: &Depthwise, label: &str) -> TensorId {
+    pub(super) fn depthwise(
+        &mut self,
+        x: usize,
+        i: Shape,
+        o: Shape,
+        d: &Depthwise,
+        label: &str,
+    ) -> TensorId {
         let total = o.len();
         let y = self.l.tensor(total);
         let params = vec![
