@@ -1,0 +1,195 @@
+//! Following a campaign or a search until it ends. The server has no push channel for these,
+//! so the CLI polls; the bar draws only on a terminal (indicatif hides it in a pipe), and a
+//! script reads the final line instead.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::api::{Campaign, SearchStatus, is_terminal};
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// How many failed polls in a row are tolerated before giving up: a server restart or a
+/// network blip should not end a long watch.
+const MAX_POLL_FAILURES: u32 = 10;
+
+fn interval(seconds: f64) -> Result<Duration> {
+    if !(seconds.is_finite() && (0.05..=3600.0).contains(&seconds)) {
+        return Err(Error::Input(format!(
+            "--interval {seconds}: expected seconds between 0.05 and 3600"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    pb.set_style(style);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Polls `fetch` until `done` says so; transient connection trouble is retried, anything the
+/// server refuses (404, 401) ends the watch at once.
+fn poll<T>(
+    every: Duration,
+    pb: &ProgressBar,
+    mut fetch: impl FnMut() -> Result<(T, Value)>,
+    mut show: impl FnMut(&T),
+    done: impl Fn(&T) -> bool,
+) -> Result<(T, Value)> {
+    let mut failures = 0;
+    loop {
+        match fetch() {
+            Ok((item, raw)) => {
+                failures = 0;
+                show(&item);
+                if done(&item) {
+                    return Ok((item, raw));
+                }
+            }
+            Err(e @ Error::Connect { .. }) => {
+                failures += 1;
+                if failures >= MAX_POLL_FAILURES {
+                    return Err(e);
+                }
+                pb.set_message(format!("retrying: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Follows a search until it is done, failed or cancelled; returns its last status.
+pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Value)> {
+    let every = interval(every)?;
+    let pb = bar(
+        0,
+        "{spinner} search {prefix} [{bar:32}] generation {pos}/{len} {msg} ({elapsed})",
+    );
+    pb.set_prefix(id.chars().take(8).collect::<String>());
+    let fetch = || {
+        let raw: Value = client.get(&["v1", "searches", id], &[])?;
+        let s: SearchStatus = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
+            what: format!("GET /v1/searches/{id}"),
+            cause: e.to_string(),
+        })?;
+        Ok((s, raw))
+    };
+    let show = |s: &SearchStatus| {
+        pb.set_length(u64::from(s.generations));
+        pb.set_position(u64::from(s.generation));
+        let hv = s.latest_hypervolume().map_or(String::new(), |h| {
+            format!("hv {:.4}, front {}", h.hypervolume, h.front_size)
+        });
+        pb.set_message(format!("{} {hv}", s.state));
+    };
+    let result = poll(every, &pb, fetch, show, |s| is_terminal(&s.state));
+    pb.finish_and_clear();
+    result
+}
+
+/// Follows a campaign until every job is done, failed or cancelled.
+pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Value)> {
+    let every = interval(every)?;
+    let pb = bar(
+        0,
+        "{spinner} campaign {prefix} [{bar:32}] {pos}/{len} jobs {msg} ({elapsed})",
+    );
+    pb.set_prefix(id.chars().take(8).collect::<String>());
+    let fetch = || {
+        let raw: Value = client.get(&["v1", "campaigns", id], &[])?;
+        let c: Campaign = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
+            what: format!("GET /v1/campaigns/{id}"),
+            cause: e.to_string(),
+        })?;
+        Ok((c, raw))
+    };
+    let show = |c: &Campaign| {
+        let p = &c.progress;
+        pb.set_length(p.jobs.max(0) as u64);
+        pb.set_position((p.done + p.failed + p.cancelled).max(0) as u64);
+        pb.set_message(format!(
+            "{}, {} running, {}/{} items",
+            c.state, p.leased, p.items_done, p.items
+        ));
+    };
+    let result = poll(every, &pb, fetch, show, |c| is_terminal(&c.state));
+    pb.finish_and_clear();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_are_bounded() {
+        assert!(interval(0.5).is_ok());
+        for bad in [0.0, -1.0, f64::NAN, 1e9] {
+            assert!(interval(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn polling_retries_connection_trouble_then_gives_up() {
+        let pb = ProgressBar::hidden();
+        let mut calls = 0;
+        let r: Result<(u32, Value)> = poll(
+            Duration::from_millis(1),
+            &pb,
+            || {
+                calls += 1;
+                if calls < 3 {
+                    Err(Error::Connect {
+                        server: "s".into(),
+                        cause: "refused".into(),
+                    })
+                } else {
+                    Ok((calls, Value::Null))
+                }
+            },
+            |_| {},
+            |n| *n >= 4,
+        );
+        assert_eq!(r.unwrap().0, 4);
+
+        let r: Result<(u32, Value)> = poll(
+            Duration::from_millis(1),
+            &pb,
+            || {
+                Err(Error::Connect {
+                    server: "s".into(),
+                    cause: "refused".into(),
+                })
+            },
+            |_| {},
+            |_| true,
+        );
+        assert!(matches!(r, Err(Error::Connect { .. })));
+    }
+
+    #[test]
+    fn a_refusal_ends_the_watch_at_once() {
+        let pb = ProgressBar::hidden();
+        let mut calls = 0;
+        let r: Result<(u32, Value)> = poll(
+            Duration::from_millis(1),
+            &pb,
+            || {
+                calls += 1;
+                Err(Error::Input("gone".into()))
+            },
+            |_| {},
+            |_| true,
+        );
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+}
