@@ -200,6 +200,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (api, openapi) = crate::routes::api().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(track_metrics))

@@ -4,6 +4,7 @@
 mod agents;
 mod api_keys;
 mod cli;
+mod dashboard;
 mod e2e;
 mod errors;
 mod health;
