@@ -263,6 +263,42 @@ ensure_tools() {
     done
 }
 
+# npm_ci_if_stale DIR: `npm ci` in DIR (from its package-lock.json) when DIR/node_modules is
+# missing or older than the lockfile. npm stamps node_modules/.package-lock.json on every
+# install, so that file's age is the install's.
+npm_ci_if_stale() {
+    local dir="$1" stamp="$1/node_modules/.package-lock.json"
+    if [[ -f "$stamp" && ! "$dir/package-lock.json" -nt "$stamp" ]]; then
+        return 0
+    fi
+    info "npm ci in $dir (from its package-lock.json)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund >&2) ||
+        die "npm ci in $dir failed (it needs the npm registry); rerun, or run it yourself: (cd $dir && npm ci)"
+}
+
+# ensure_browser_test_deps: what the dashboard's browser test (server/tests/it/dashboard.rs)
+# needs: a system Chromium (Debian's `chromium`; GPULUT_CHROMIUM points at another binary),
+# Node.js and npm, and server/tests/browser/node_modules (playwright-core, which downloads no
+# browser). Installs the packages when root, otherwise exits with the command to run; installs
+# node_modules with npm ci when missing or older than the lockfile.
+ensure_browser_test_deps() {
+    local missing=() chromium="${GPULUT_CHROMIUM:-/usr/bin/chromium}"
+    if [[ -n "${GPULUT_CHROMIUM:-}" && ! -x "$GPULUT_CHROMIUM" ]]; then
+        die "GPULUT_CHROMIUM=$GPULUT_CHROMIUM is not an executable Chromium"
+    fi
+    [[ -x "$chromium" ]] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+    if ((${#missing[@]} > 0)); then
+        apt_install "${missing[@]}"
+        [[ -x "$chromium" ]] || die "$chromium is still missing after installing chromium (on Ubuntu, whose chromium is a snap, set GPULUT_CHROMIUM to a Chromium binary)"
+        command -v node >/dev/null 2>&1 || die "node is still missing after installing nodejs"
+        command -v npm >/dev/null 2>&1 || die "npm is still missing after installing npm"
+    fi
+    npm_ci_if_stale "$GPULUT_ROOT/server/tests/browser"
+    info "browser tests: $("$chromium" --version 2>/dev/null | head -n1 || echo "$chromium"), node $(node --version)"
+}
+
 # ---------------------------------------------------------------------------------------
 # Ports
 # ---------------------------------------------------------------------------------------

@@ -175,8 +175,9 @@ export async function detail(main, { id }, _q, ctx) {
   clear(main,
     h('p', { class: 'small' }, h('a', { href: '#/searches' }, '← Searches')),
     head,
-    h('div', { class: 'grid2' }, frontBox, hvBox),
+    frontBox,
     downloads,
+    hvBox,
     members);
 
   const render = (s, f) => {
@@ -222,7 +223,7 @@ export async function detail(main, { id }, _q, ctx) {
         title: { text: 'Pareto front: accuracy vs latency (colour and size: params)', left: 'center', textStyle: { fontSize: 14 } },
         legend: { bottom: 0, data: ['front', 'reference networks'] },
         tooltip: { formatter: (p) => `${p.data.name}<br>accuracy ${num(p.value[1], 3)}<br>latency ${num(p.value[0], 3)} ms<br>params ${compact(p.value[2])}, MACs ${compact(p.value[3])}` },
-        grid: baseGrid({ right: 110, bottom: 70 }),
+        grid: baseGrid({ top: 60, right: 120, bottom: 70 }),
         xAxis: { type: 'value', name: 'latency (ms)', nameLocation: 'middle', nameGap: 30, scale: true },
         yAxis: { type: 'value', name: f.accuracy_kind === 'proxy' ? 'accuracy (proxy)' : 'accuracy (top-1 %)', scale: true },
         visualMap: {
@@ -250,7 +251,7 @@ export async function detail(main, { id }, _q, ctx) {
         animation: false,
         title: { text: 'hypervolume per generation', left: 'center', textStyle: { fontSize: 14 } },
         tooltip: { trigger: 'axis' },
-        grid: baseGrid(),
+        grid: baseGrid({ top: 60 }),
         xAxis: { type: 'value', name: 'generation', nameLocation: 'middle', nameGap: 30, minInterval: 1 },
         yAxis: { type: 'value', name: 'hypervolume', scale: true },
         series: [{ id: 'hypervolume', type: 'line', data: hv, showSymbol: hv.length < 60, itemStyle: { color: palette[2] } }],
@@ -264,7 +265,8 @@ export async function detail(main, { id }, _q, ctx) {
       f.references.length === 0 ? null : [h('h2', {}, 'Reference networks'),
         table(['Network', 'Accuracy', 'Latency ms', 'Params', 'MACs'], f.references.map((r) => h('tr', {},
           h('td', {}, r.name), h('td', { class: 'num' }, num(r.accuracy, 3)), h('td', { class: 'num' }, num(r.latency_ms, 3)),
-          h('td', { class: 'num' }, compact(r.params)), h('td', { class: 'num' }, compact(r.macs)))))]);
+          h('td', { class: 'num' }, compact(r.params)), h('td', { class: 'num' }, compact(r.macs))))),
+        refs.length < f.references.length ? h('p', { class: 'small muted' }, 'Networks without accuracy or latency on these tables (outside the grid, or blocks missing) are listed but not plotted.') : null]);
   };
   render(s0, f0);
   if (ACTIVE.includes(s0.state)) {

@@ -79,7 +79,7 @@ export async function detail(main, { device, framework }, q) {
     title: { text: 'predicted vs measured (ms)', left: 'center', textStyle: { fontSize: 14 } },
     legend: { bottom: 0 },
     tooltip: { trigger: 'item', formatter: (p) => (p.seriesType === 'scatter' ? `${p.data.name}<br>measured ${num(p.value[0], 3)} ms<br>predicted ${num(p.value[1], 3)} ms` : p.seriesName) },
-    grid: baseGrid({ bottom: 70 }),
+    grid: baseGrid({ top: 60, bottom: 70 }),
     xAxis: { type: 'value', name: 'measured end to end (ms)', nameLocation: 'middle', nameGap: 30, min: lo, max: hi, axisLabel: { formatter: (x) => num(x, 1) } },
     yAxis: { type: 'value', name: 'predicted (ms)', min: lo, max: hi, axisLabel: { formatter: (x) => num(x, 1) } },
     series: [
