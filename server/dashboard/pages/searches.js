@@ -39,15 +39,27 @@ export async function list(main, _params, _q, ctx) {
     ? empty(h('p', {}, 'No searches yet.'), h('p', { class: 'small' }, 'Launch one with the form above.'))
     : table(['Search', 'State', 'Space', 'Generation', 'Evaluations', 'Accuracy', 'Created', 'Elapsed'], searchRows(ss), { id: 'searches-table' }));
   renderList(searches);
+  let active = searches.some((x) => ACTIVE.includes(x.state));
+  const refresh = async () => {
+    const latest = await api('/v1/searches?limit=50');
+    active = latest.some((x) => ACTIVE.includes(x.state));
+    renderList(latest);
+  };
   const notice = h('div', { id: 'search-notice' });
   clear(main,
     h('h1', {}, 'Searches'),
     h('p', { class: 'muted' }, 'Weighted NSGA-II (MoGA) over a space: accuracy up, latency from the tables down, parameters up; a worker runs it and checkpoints every generation.'),
-    h('section', { class: 'panel' }, h('h2', {}, 'Launch a search'), searchForm(spaces, tables, notice, async () => renderList(await api('/v1/searches?limit=50')))),
+    h('section', { class: 'panel' }, h('h2', {}, 'Launch a search'), searchForm(spaces, tables, notice, refresh)),
     notice,
     h('h2', {}, 'Recent searches'),
     listBox);
-  ctx.every(1500, async () => renderList(await api('/v1/searches?limit=50')));
+  // Live status: every 1.5 s while a search is queued or running, every 15 s otherwise (and at
+  // once after a launch from the form).
+  let idle = 0;
+  ctx.every(1500, async () => {
+    idle = active ? 0 : idle + 1;
+    if (idle % 10 === 0) await refresh();
+  });
 }
 
 function searchForm(spaces, tables, notice, refresh) {

@@ -170,6 +170,10 @@ await step('heatmap', async () => {
   const counts = await seriesCounts('chart-heatmap');
   check(counts && counts.cells === table.cells, `heatmap cells: ${JSON.stringify(counts)}, expected ${table.cells}`);
   check((await page.textContent('#heatmap-cells')).startsWith(`${table.cells} /`), 'the cell count is shown');
+  // A tooltip (the library writes its styles from script: allowed by the page's policy).
+  const box = await page.locator('#chart-heatmap').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + 120);
+  await page.waitForFunction(() => /layer \d+, k\d e\d/.test(document.getElementById('chart-heatmap').textContent), null, { timeout: 5000 });
   await shot('04-heatmap');
 });
 
@@ -304,6 +308,21 @@ await step('errors show the problem detail', async () => {
   const text = (await page.textContent('#main .notice.error')) || '';
   check(text.includes(`there is no search ${missing}`), `the problem's detail is shown: ${text}`);
   await shot('11-error');
+  allowed = [];
+});
+
+await step('a user key sees no admin controls', async () => {
+  // Whether a token is an admin's is asked once, of the admin-only token list: a 403 here.
+  allowed = ['/v1/enrollment-tokens', 'the server responded with a status of 403'];
+  await open('#/tables', 'tables', 'tables-as-user');
+  await page.fill('#token', config.user_token);
+  await page.click('#token-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('main').dataset.state === 'ready');
+  await open('#/devices', 'devices', 'devices-as-user');
+  await page.waitForSelector('#devices-table');
+  check(await page.$('#enroll') === null, 'no enrollment panel for a user key');
+  check(await page.evaluate(() => sessionStorage.getItem('gpulut.admin')) === '0', 'the role is remembered for the tab');
+  await shot('12-devices-as-user');
   allowed = [];
 });
 

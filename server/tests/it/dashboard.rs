@@ -425,10 +425,12 @@ async fn the_dashboard_pages_show_real_data_in_chromium() {
     let points = |field: &str| networks.iter().filter(|n| n[field].is_number()).count();
     assert!(points("predicted_ms") >= 9, "{validation}");
 
+    let (_, user_token) = app.create_key("user").await;
     let artifacts = artifacts_dir();
     let config = json!({
         "url": app.base,
         "admin_token": ADMIN_TOKEN,
+        "user_token": user_token,
         "chromium": browser.chromium,
         "artifacts": artifacts,
         "expect": {
