@@ -118,16 +118,16 @@ pub fn svg(front: &Front, info: &PlotInfo, size: (u32, u32)) -> Result<String> {
         top.draw(&Text::new(
             info.title.clone(),
             (16, 10),
-            ("sans-serif", 20).into_font().color(&BLACK),
+            ("sans-serif", 24).into_font().color(&BLACK),
         ))
         .map_err(plot_err)?;
         top.draw(&Text::new(
             info.subtitle.clone(),
             (16, 36),
-            ("sans-serif", 13).into_font().color(&RGBColor(80, 80, 80)),
+            ("sans-serif", 16).into_font().color(&RGBColor(80, 80, 80)),
         ))
         .map_err(plot_err)?;
-        let bar_w = 96.min(w / 4);
+        let bar_w = 160.min(w / 4);
         let (plot_area, bar_area) = body.split_horizontally(w - bar_w);
 
         let mut chart = ChartBuilder::on(&plot_area)
@@ -149,7 +149,10 @@ pub fn svg(front: &Front, info: &PlotInfo, size: (u32, u32)) -> Result<String> {
             ))
             .x_label_formatter(&|v| format!("{v:.1}"))
             .y_label_formatter(&|v| format!("{v:.1}"))
-            .light_line_style(RGBColor(235, 235, 235))
+            .label_style(("sans-serif", 15))
+            .axis_desc_style(("sans-serif", 16))
+            .bold_line_style(RGBColor(225, 225, 225))
+            .light_line_style(RGBColor(246, 246, 246))
             .draw()
             .map_err(plot_err)?;
 
@@ -178,26 +181,24 @@ pub fn svg(front: &Front, info: &PlotInfo, size: (u32, u32)) -> Result<String> {
                     .map(|m| Circle::new((m.latency_ms, m.accuracy), 5, shade(m.params).filled())),
             )
             .map_err(plot_err)?;
+        // Each reference: a triangle with its name beside it, drawn as one element so the
+        // label keeps its offset at any scale.
         let red = RGBColor(200, 30, 30);
         chart
-            .draw_series(
-                refs.iter()
-                    .map(|(_, x, y)| TriangleMarker::new((*x, *y), 8, red.filled())),
-            )
-            .map_err(plot_err)?;
-        chart
             .draw_series(refs.iter().map(|(name, x, y)| {
-                Text::new(
-                    (*name).to_string(),
-                    (*x, *y),
-                    ("sans-serif", 13).into_font().color(&red),
-                )
+                EmptyElement::at((*x, *y))
+                    + TriangleMarker::new((0, 0), 8, red.filled())
+                    + Text::new(
+                        (*name).to_string(),
+                        (10, -18),
+                        ("sans-serif", 15).into_font().color(&red),
+                    )
             }))
             .map_err(plot_err)?;
 
         // Legend and colour scale, beside the plot.
         let text = |s: String, at: (i32, i32)| {
-            Text::new(s, at, ("sans-serif", 12).into_font().color(&BLACK))
+            Text::new(s, at, ("sans-serif", 15).into_font().color(&BLACK))
         };
         bar_area
             .draw(&text("params (M)".into(), (4, 14)))
@@ -228,7 +229,7 @@ pub fn svg(front: &Front, info: &PlotInfo, size: (u32, u32)) -> Result<String> {
             .draw(&Text::new(
                 "▲ reference".to_string(),
                 (4, ly + 18),
-                ("sans-serif", 12).into_font().color(&red),
+                ("sans-serif", 15).into_font().color(&red),
             ))
             .map_err(plot_err)?;
         if !unplotted.is_empty() {
@@ -334,9 +335,9 @@ mod tests {
         assert!(s.starts_with("<svg"), "{}", &s[..40]);
         assert_eq!(s.matches("<circle").count(), 6);
         assert_eq!(s.matches("<polygon").count(), 1);
-        assert!(s.contains(">MoGA-A<"));
+        assert!(s.contains("\nMoGA-A\n</text>"));
         // Without accuracy it cannot be placed, and the legend says so.
-        assert!(s.contains(">MobileNetV3-Large<"));
+        assert!(s.contains("\nMobileNetV3-Large\n</text>"));
         assert!(s.contains("latency (ms)"));
     }
 
@@ -350,12 +351,12 @@ mod tests {
 
     #[test]
     fn png_is_the_same_picture_rasterised() {
-        let s = svg(&front(4), &info(), (640, 480)).unwrap();
+        let s = svg(&front(4), &info(), (960, 640)).unwrap();
         let png = png(&s).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // IHDR: width and height, big-endian, right after the signature and chunk header.
-        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 640);
-        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 480);
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 960);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 640);
     }
 
     #[test]

@@ -32,7 +32,10 @@ impl Renderer {
                 t.set_content_arrangement(ContentArrangement::Disabled);
             }
         }
-        t.set_header(header.to_vec());
+        // An empty header makes a key-value listing: no header row at all.
+        if !header.is_empty() {
+            t.set_header(header.to_vec());
+        }
         t
     }
 
@@ -114,8 +117,7 @@ impl Renderer {
 
     /// One device; `agents` is None when the caller may not list agents (not an admin).
     pub fn device(&self, d: &Device, agents: Option<&[Agent]>) -> String {
-        let mut t = self.grid(&["", ""]);
-        t.set_header(Vec::<String>::new());
+        let mut t = self.grid(&[]);
         let mut row = |k: &str, v: String| {
             t.add_row(vec![Cell::new(k), Cell::new(v)]);
         };
@@ -370,8 +372,7 @@ impl Renderer {
     }
 
     pub fn search(&self, s: &SearchStatus) -> String {
-        let mut t = self.grid(&["", ""]);
-        t.set_header(Vec::<String>::new());
+        let mut t = self.grid(&[]);
         let mut row = |k: &str, v: String| {
             t.add_row(vec![Cell::new(k), Cell::new(v)]);
         };
@@ -431,6 +432,9 @@ impl Renderer {
         for row in front_rows(f) {
             let (rank, arch) = match &row.kind {
                 RowKind::Member(i) => (i.to_string(), row.arch.to_string()),
+                RowKind::Reference(name) if *name == row.arch => {
+                    ("ref".to_string(), format!("▲ {name}"))
+                }
                 RowKind::Reference(name) => ("ref".to_string(), format!("▲ {name} ({})", row.arch)),
             };
             t.add_row(vec![

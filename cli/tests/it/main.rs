@@ -201,5 +201,6 @@ pub fn volatile_filters() -> Vec<(&'static str, &'static str)> {
             "[time]",
         ),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+        (r"tcp:\d+", "tcp:[port]"),
     ]
 }

@@ -96,7 +96,7 @@ async fn a_small_search_watched_to_its_front_and_plots() {
         .count();
     assert!(plottable >= 1, "MoGA-A is on the grid: {references:?}");
     assert_eq!(svg.matches("<polygon").count(), plottable);
-    assert!(svg.contains(">MoGA-A<"));
+    assert!(svg.contains("\nMoGA-A\n</text>"));
     assert!(
         svg.contains(&format!("search {id}")),
         "the title names the search"
