@@ -15,6 +15,11 @@ use crate::error::{Error, Result};
 /// network blip should not end a long watch.
 const MAX_POLL_FAILURES: u32 = 10;
 
+const SEARCH_BAR: &str =
+    "{spinner} search {prefix} [{bar:32}] generation {pos}/{len} {msg} ({elapsed})";
+const CAMPAIGN_BAR: &str =
+    "{spinner} campaign {prefix} [{bar:32}] {pos}/{len} jobs {msg} ({elapsed})";
+
 fn interval(seconds: f64) -> Result<Duration> {
     if !(seconds.is_finite() && (0.05..=3600.0).contains(&seconds)) {
         return Err(Error::Input(format!(
@@ -69,10 +74,7 @@ fn poll<T>(
 /// Follows a search until it is done, failed or cancelled; returns its last status.
 pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Value)> {
     let every = interval(every)?;
-    let pb = bar(
-        0,
-        "{spinner} search {prefix} [{bar:32}] generation {pos}/{len} {msg} ({elapsed})",
-    );
+    let pb = bar(0, SEARCH_BAR);
     pb.set_prefix(id.chars().take(8).collect::<String>());
     let fetch = || {
         let raw: Value = client.get(&["v1", "searches", id], &[])?;
@@ -98,10 +100,7 @@ pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Va
 /// Follows a campaign until every job is done, failed or cancelled.
 pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Value)> {
     let every = interval(every)?;
-    let pb = bar(
-        0,
-        "{spinner} campaign {prefix} [{bar:32}] {pos}/{len} jobs {msg} ({elapsed})",
-    );
+    let pb = bar(0, CAMPAIGN_BAR);
     pb.set_prefix(id.chars().take(8).collect::<String>());
     let fetch = || {
         let raw: Value = client.get(&["v1", "campaigns", id], &[])?;
@@ -128,6 +127,13 @@ pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Valu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bar_templates_parse() {
+        for t in [SEARCH_BAR, CAMPAIGN_BAR] {
+            assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
+        }
+    }
 
     #[test]
     fn intervals_are_bounded() {

@@ -11,6 +11,17 @@ async fn tables_list_get_and_export() {
     insta::with_settings!({filters => volatile_filters()}, {
         insta::assert_snapshot!("tables_list", list.stdout);
     });
+    // --json is the server's document, pretty-printed.
+    let listed = app.gpulut(&["tables", "list", "--json"]).await.ok();
+    assert!(
+        listed.stdout.starts_with("[\n  {\n"),
+        "pretty: {}",
+        listed.stdout
+    );
+    insta::assert_json_snapshot!("tables_list_json", listed.json(), {
+        "[].device" => "[uuid]",
+        "[].last_measured_at" => "[time]",
+    });
     let other_space = app
         .gpulut(&["tables", "list", "--space", "nope", "--json"])
         .await

@@ -48,6 +48,12 @@ async fn tokens_create_list_and_revoke() {
     assert!(!list.stdout.contains(&token), "a secret is shown once");
 
     let listed = app.gpulut(&["tokens", "list", "--json"]).await.ok().json();
+    insta::assert_json_snapshot!("tokens_list_json", listed, {
+        "[].id" => "[uuid]",
+        "[].prefix" => "[prefix]",
+        "[].expires_at" => "[time]",
+        "[].created_at" => "[time]",
+    });
     let id = listed[0]["id"].as_str().unwrap().to_string();
     assert_eq!(listed[0]["label"], "pixel-7");
     assert_eq!(listed[0]["max_uses"], 2);
