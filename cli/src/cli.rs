@@ -208,6 +208,7 @@ pub struct CampaignCreateArgs {
     /// Framework to measure (repeatable; default: every native framework).
     #[arg(long = "framework")]
     pub frameworks: Vec<String>,
+    /// Search space.
     #[arg(long, default_value = "moga-mbv3")]
     pub space: String,
     /// Also measure N seeded random architectures end to end, for validation.
@@ -288,6 +289,7 @@ pub enum SearchCommand {
 
 #[derive(Debug, Args)]
 pub struct SearchStartArgs {
+    /// Search space.
     #[arg(long, default_value = "moga-mbv3")]
     pub space: String,
     /// A latency table as DEVICE/FRAMEWORK (repeatable: several phones make a fleet).
