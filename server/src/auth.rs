@@ -1,6 +1,7 @@
 //! Who is calling. Bearer tokens everywhere: the bootstrap admin token from the environment,
-//! and API keys that an admin creates. Keys are 256-bit random strings shown once; the database
-//! keeps only their SHA-256, so a leaked database does not leak working credentials.
+//! API keys that an admin creates, and the tokens enrolled agents get. Tokens are 256-bit
+//! random strings shown once; the database keeps only their SHA-256, so a leaked database does
+//! not leak working credentials.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -13,6 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::db::{AgentRow, ApiKeyRow};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -106,41 +108,97 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let d = digest(token);
-        if let Some(admin) = &state.admin_token_digest
-            && bool::from(d.ct_eq(admin))
-        {
+        let d = digest(bearer(parts)?);
+        if is_bootstrap(state, &d) {
             return Ok(Caller {
                 role: Role::Admin,
                 key_id: None,
             });
         }
-        let key = state
-            .db
-            .api_key_by_digest(&d)
+        let (key, role) = api_key(state, &d)
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown or invalid token"))?;
-        if key.revoked_at.is_some() {
-            return Err(ApiError::unauthorized(format!(
-                "API key {} was revoked",
-                key.prefix
-            )));
-        }
-        if key.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
-            return Err(ApiError::unauthorized(format!(
-                "API key {} has expired",
-                key.prefix
-            )));
-        }
-        state.db.touch_api_key(key.id).await?;
-        let role = Role::parse(&key.role).ok_or_else(|| {
-            ApiError::Internal(format!("API key {} has role {}", key.id, key.role))
-        })?;
         Ok(Caller {
             role,
             key_id: Some(key.id),
         })
+    }
+}
+
+/// Whether `d` is the digest of the bootstrap admin token (compared in constant time).
+fn is_bootstrap(state: &AppState, d: &TokenDigest) -> bool {
+    state
+        .admin_token_digest
+        .as_ref()
+        .is_some_and(|admin| bool::from(d.ct_eq(admin)))
+}
+
+/// The live API key with digest `d` and its role; None when no key has it; 401 when it was
+/// revoked or has expired. Records the use.
+async fn api_key(state: &AppState, d: &TokenDigest) -> Result<Option<(ApiKeyRow, Role)>, ApiError> {
+    let Some(key) = state.db.api_key_by_digest(d).await? else {
+        return Ok(None);
+    };
+    if key.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(format!(
+            "API key {} was revoked",
+            key.prefix
+        )));
+    }
+    if key.expires_at.is_some_and(|t| t <= chrono::Utc::now()) {
+        return Err(ApiError::unauthorized(format!(
+            "API key {} has expired",
+            key.prefix
+        )));
+    }
+    state.db.touch_api_key(key.id).await?;
+    let role = Role::parse(&key.role)
+        .ok_or_else(|| ApiError::Internal(format!("API key {} has role {}", key.id, key.role)))?;
+    Ok(Some((key, role)))
+}
+
+/// The agent with token digest `d`; None when no agent has it; 401 when it was revoked.
+async fn agent(state: &AppState, d: &TokenDigest) -> Result<Option<AgentRow>, ApiError> {
+    let Some(agent) = state.db.agent_by_digest(d).await? else {
+        return Ok(None);
+    };
+    if agent.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(format!(
+            "agent {} was revoked; enroll again with a new enrollment token",
+            agent.prefix
+        )));
+    }
+    Ok(Some(agent))
+}
+
+/// Whoever holds a valid token of any kind: the bootstrap admin token, an API key, or an
+/// agent token. For endpoints every credential may call (`/v1/whoami`); extracting it refuses
+/// requests without a valid token (401).
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The admin token the server was started with.
+    Bootstrap,
+    /// An API key, with its role.
+    ApiKey { key: ApiKeyRow, role: Role },
+    /// An enrolled agent.
+    Agent(AgentRow),
+}
+
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let d = digest(bearer(parts)?);
+        if is_bootstrap(state, &d) {
+            return Ok(Identity::Bootstrap);
+        }
+        if let Some((key, role)) = api_key(state, &d).await? {
+            return Ok(Identity::ApiKey { key, role });
+        }
+        if let Some(agent) = agent(state, &d).await? {
+            return Ok(Identity::Agent(agent));
+        }
+        Err(ApiError::unauthorized("unknown or invalid token"))
     }
 }
 
@@ -177,18 +235,10 @@ impl FromRequestParts<AppState> for AgentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let agent = state
-            .db
-            .agent_by_digest(&digest(token))
+        let d = digest(bearer(parts)?);
+        let agent = agent(state, &d)
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown agent token; enroll the agent again"))?;
-        if agent.revoked_at.is_some() {
-            return Err(ApiError::unauthorized(format!(
-                "agent {} was revoked; enroll again with a new enrollment token",
-                agent.prefix
-            )));
-        }
         Ok(AgentCaller {
             agent_id: agent.id,
             device_id: agent.device_id,

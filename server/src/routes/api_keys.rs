@@ -1,4 +1,5 @@
-//! API keys: admins create them for people and scripts, list them, and revoke them.
+//! API keys: admins create them for people and scripts, list them, and revoke them; and
+//! `whoami`, which tells any caller what its own token is.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::{Caller, Role, new_token};
+use crate::auth::{Caller, Identity, Role, new_token};
 use crate::db::{ApiKeyRow, NewApiKey};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath};
@@ -160,4 +161,111 @@ pub async fn revoke(
         })?;
     tracing::info!(key = %row.id, "API key revoked");
     Ok(Json(row.into()))
+}
+
+/// What a caller may do: the roles of API keys, and `agent` for an enrolled agent's token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerRole {
+    /// Manages keys, tokens, devices and campaigns.
+    Admin,
+    /// Reads spaces and tables, runs searches.
+    User,
+    /// Speaks the agent protocol for its own device.
+    Agent,
+}
+
+impl From<Role> for CallerRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => Self::Admin,
+            Role::User => Self::User,
+        }
+    }
+}
+
+/// Which kind of token the caller holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// The admin token the server was started with (`GPULUT_ADMIN_TOKEN`).
+    Bootstrap,
+    /// An API key.
+    ApiKey,
+    /// An enrolled agent's token.
+    Agent,
+}
+
+/// The API key a caller authenticated with (never its token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmIApiKey {
+    pub id: Uuid,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The agent a caller is (never its token).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmIAgent {
+    pub id: Uuid,
+    /// The device the agent measures on.
+    pub device_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The caller, as its token identifies it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub role: CallerRole,
+    pub credential: CredentialKind,
+    /// Present when the token is an API key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<WhoAmIApiKey>,
+    /// Present when the token is an agent's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<WhoAmIAgent>,
+}
+
+/// Who the caller is: its role and which credential it used.
+///
+/// Any valid token may ask: the bootstrap admin token, an API key, an agent token. Clients use
+/// it to decide what to offer instead of probing admin-only endpoints. Never shows the token or
+/// its digest.
+#[utoipa::path(get, path = "/v1/whoami", tag = "api-keys", security(("bearer" = [])),
+    responses(
+        (status = 200, body = WhoAmI),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn whoami(identity: Identity) -> Json<WhoAmI> {
+    Json(match identity {
+        Identity::Bootstrap => WhoAmI {
+            role: CallerRole::Admin,
+            credential: CredentialKind::Bootstrap,
+            api_key: None,
+            agent: None,
+        },
+        Identity::ApiKey { key, role } => WhoAmI {
+            role: role.into(),
+            credential: CredentialKind::ApiKey,
+            api_key: Some(WhoAmIApiKey {
+                id: key.id,
+                label: key.label,
+                created_at: key.created_at,
+                expires_at: key.expires_at,
+            }),
+            agent: None,
+        },
+        Identity::Agent(a) => WhoAmI {
+            role: CallerRole::Agent,
+            credential: CredentialKind::Agent,
+            api_key: None,
+            agent: Some(WhoAmIAgent {
+                id: a.id,
+                device_id: a.device_id,
+                name: a.name,
+                created_at: a.created_at,
+            }),
+        },
+    })
 }

@@ -58,6 +58,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::metrics))
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::whoami))
         .routes(routes!(spaces::list))
         .routes(routes!(spaces::get))
         .routes(routes!(spaces::blocks))

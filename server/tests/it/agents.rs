@@ -33,7 +33,7 @@ async fn enrollment_token(app: &TestApp, body: Value) -> String {
 }
 
 /// Enrolls a device; returns (agent token, device id).
-async fn enroll(app: &TestApp, hardware_id: &str) -> (String, String) {
+pub(crate) async fn enroll(app: &TestApp, hardware_id: &str) -> (String, String) {
     let token = enrollment_token(
         app,
         json!({"label": "lab", "max_uses": 5, "device_labels": ["lab"]}),

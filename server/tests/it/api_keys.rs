@@ -1,7 +1,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{ADMIN_TOKEN, expect_problem, spawn_app};
+use crate::agents::enroll;
+use crate::{ADMIN_TOKEN, TestApp, expect_problem, spawn_app};
 
 #[tokio::test]
 async fn admin_creates_lists_and_revokes_user_keys() {
@@ -166,4 +167,148 @@ async fn bad_key_requests_are_refused() {
         .unwrap();
     let p = expect_problem(r, StatusCode::BAD_REQUEST).await;
     assert_eq!(p["code"], "invalid_path");
+}
+
+async fn whoami(app: &TestApp, token: &str) -> Value {
+    let r = app.get("/v1/whoami", Some(token)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    // Never the token, nor its digest.
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    assert!(!text.contains(token) && !text.contains(&digest), "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn whoami_names_every_kind_of_caller() {
+    let app = spawn_app().await;
+
+    let me = whoami(&app, ADMIN_TOKEN).await;
+    assert_eq!(me, json!({"role": "admin", "credential": "bootstrap"}));
+
+    let (user_id, user) = app.create_key("user").await;
+    let me = whoami(&app, &user).await;
+    assert_eq!(me["role"], "user", "{me}");
+    assert_eq!(me["credential"], "api_key", "{me}");
+    assert_eq!(me["api_key"]["id"], user_id.as_str(), "{me}");
+    assert_eq!(me["api_key"]["label"], "test user", "{me}");
+    assert!(me["api_key"]["created_at"].is_string(), "{me}");
+    assert!(me["api_key"]["expires_at"].is_null(), "{me}");
+    assert!(me.get("agent").is_none(), "{me}");
+    assert_eq!(
+        me["api_key"].as_object().unwrap().len(),
+        4,
+        "id, label, created_at, expires_at only: {me}"
+    );
+
+    let (admin_id, admin) = app.create_key("admin").await;
+    let me = whoami(&app, &admin).await;
+    assert_eq!(me["role"], "admin", "{me}");
+    assert_eq!(me["credential"], "api_key", "{me}");
+    assert_eq!(me["api_key"]["id"], admin_id.as_str(), "{me}");
+
+    let (agent, device) = enroll(&app, "whoami-phone").await;
+    let me = whoami(&app, &agent).await;
+    assert_eq!(me["role"], "agent", "{me}");
+    assert_eq!(me["credential"], "agent", "{me}");
+    assert_eq!(me["agent"]["device_id"], device.as_str(), "{me}");
+    assert!(me.get("api_key").is_none(), "{me}");
+    let agents: Value = app
+        .get("/v1/agents", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["device_id"] == device.as_str())
+        .unwrap();
+    assert_eq!(me["agent"]["id"], listed["id"], "{me}");
+    assert_eq!(me["agent"]["name"], listed["name"], "{me}");
+}
+
+#[tokio::test]
+async fn whoami_refuses_missing_malformed_unknown_and_revoked_tokens() {
+    let app = spawn_app().await;
+    let p = expect_problem(app.get("/v1/whoami", None).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(p["code"], "unauthorized");
+    for header in ["Basic dXNlcjpwdw==", "Bearer", "Bearer    ", "token"] {
+        let r = app
+            .request(Method::GET, "/v1/whoami", None)
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        expect_problem(r, StatusCode::UNAUTHORIZED).await;
+    }
+    let enrollment = app
+        .post_json(
+            "/v1/enrollment-tokens",
+            Some(ADMIN_TOKEN),
+            &json!({"label": "not a login"}),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for token in [
+        "gpulut_key_nope",
+        "x".repeat(300).as_str(),
+        enrollment.as_str(),
+    ] {
+        let p = expect_problem(
+            app.get("/v1/whoami", Some(token)).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        assert!(!p.to_string().contains(token), "{p}");
+    }
+
+    // Revoked API keys and revoked agents are refused at once.
+    let (id, user) = app.create_key("user").await;
+    whoami(&app, &user).await;
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/api-keys/{id}"),
+            Some(ADMIN_TOKEN),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let p = expect_problem(
+        app.get("/v1/whoami", Some(&user)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
+
+    let (agent, _) = enroll(&app, "revoked-phone").await;
+    let agent_id = whoami(&app, &agent).await["agent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/agents/{agent_id}"),
+            Some(ADMIN_TOKEN),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let p = expect_problem(
+        app.get("/v1/whoami", Some(&agent)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("revoked"), "{p}");
 }
