@@ -3,7 +3,7 @@
 // ApiError with the problem+json `detail` the server wrote.
 
 const TOKEN_KEY = 'gpulut.token';
-const ROLE_KEY = 'gpulut.admin';
+const ROLE_KEY = 'gpulut.role';
 
 export function token() {
   return sessionStorage.getItem(TOKEN_KEY) || '';
@@ -56,20 +56,19 @@ export async function api(path, { method = 'GET', body, text = false } = {}) {
   return text ? r.text() : r.json();
 }
 
-// Whether the token is an admin's: asked once per token (the admin-only list of enrollment
-// tokens answers 200), remembered for the tab.
-export async function isAdmin() {
+// The caller's role (`admin`, `user` or `agent`) as `GET /v1/whoami` tells it: asked once per
+// token, remembered for the tab.
+export async function role() {
   const known = sessionStorage.getItem(ROLE_KEY);
-  if (known !== null) return known === '1';
-  let admin = false;
-  try {
-    await api('/v1/enrollment-tokens');
-    admin = true;
-  } catch (e) {
-    if (e.status !== 403) throw e;
-  }
-  sessionStorage.setItem(ROLE_KEY, admin ? '1' : '0');
-  return admin;
+  if (known) return known;
+  const me = await api('/v1/whoami');
+  sessionStorage.setItem(ROLE_KEY, me.role);
+  return me.role;
+}
+
+// Whether the token is an admin's: decides which controls the pages offer.
+export async function isAdmin() {
+  return (await role()) === 'admin';
 }
 
 export const enc = encodeURIComponent;

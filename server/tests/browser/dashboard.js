@@ -141,6 +141,7 @@ await step('devices', async () => {
     check(rows.some((r) => r.includes(d.name) && r.includes(d.status)), `devices table shows ${d.name} as ${d.status}: ${JSON.stringify(rows)}`);
   }
   check(await page.evaluate(() => sessionStorage.getItem('gpulut.token') !== null), 'the token is kept in sessionStorage');
+  check(await page.evaluate(() => sessionStorage.getItem('gpulut.role')) === 'admin', 'the admin token is known as an admin\'s');
   await page.click('#create-enrollment-token');
   await page.waitForSelector('#enroll-commands', { timeout: 10000 });
   const commands = await page.textContent('#enroll-commands');
@@ -312,18 +313,26 @@ await step('errors show the problem detail', async () => {
 });
 
 await step('a user key sees no admin controls', async () => {
-  // Whether a token is an admin's is asked once, of the admin-only token list: a 403 here.
-  allowed = ['/v1/enrollment-tokens', 'the server responded with a status of 403'];
+  // The role comes from /v1/whoami: no admin-only endpoint is probed, so nothing answers 403
+  // and the console stays clean (`allowed` is empty: any error fails the step).
+  const before = problems.length;
+  const asked = [];
+  const track = (req) => asked.push(new URL(req.url()).pathname);
+  page.on('request', track);
   await open('#/tables', 'tables', 'tables-as-user');
   await page.fill('#token', config.user_token);
   await page.click('#token-form button[type=submit]');
   await page.waitForFunction(() => document.getElementById('main').dataset.state === 'ready');
   await open('#/devices', 'devices', 'devices-as-user');
   await page.waitForSelector('#devices-table');
+  page.off('request', track);
   check(await page.$('#enroll') === null, 'no enrollment panel for a user key');
-  check(await page.evaluate(() => sessionStorage.getItem('gpulut.admin')) === '0', 'the role is remembered for the tab');
+  check(await page.evaluate(() => sessionStorage.getItem('gpulut.role')) === 'user', 'the role is remembered for the tab');
+  check(asked.includes('/v1/whoami'), `the role is asked of /v1/whoami: ${JSON.stringify(asked)}`);
+  const admin = asked.filter((p) => p.startsWith('/v1/enrollment-tokens') || p.startsWith('/v1/api-keys'));
+  check(admin.length === 0, `a user session calls no admin-only endpoint: ${JSON.stringify(admin)}`);
+  check(problems.length === before, `a user session has no console errors or failed requests: ${JSON.stringify(problems.slice(before))}`);
   await shot('12-devices-as-user');
-  allowed = [];
 });
 
 await context.close();
