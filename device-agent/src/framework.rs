@@ -34,6 +34,19 @@ impl Framework {
     }
 }
 
+/// What this agent can measure with, as sent at enrollment and in heartbeats.
+pub fn supported() -> Vec<gpulut_tables::protocol::FrameworkSupport> {
+    Framework::ALL
+        .iter()
+        .map(|f| gpulut_tables::protocol::FrameworkSupport {
+            name: f.name().to_string(),
+            version: f.version().to_string(),
+            available: true,
+            detail: None,
+        })
+        .collect()
+}
+
 impl fmt::Display for Framework {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

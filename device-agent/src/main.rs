@@ -184,6 +184,7 @@ fn enroll(args: &EnrollArgs) -> anyhow::Result<()> {
         token: args.token.trim().to_owned(),
         name: args.name.clone(),
         fingerprint: info.report.fingerprint,
+        frameworks: gpulut_agent::framework::supported(),
     };
     let answer = runtime()?
         .block_on(client.enroll(&request))

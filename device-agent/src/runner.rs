@@ -244,6 +244,7 @@ pub async fn run(
                 let req = HeartbeatRequest {
                     agent_version: Some(AGENT_VERSION.to_string()),
                     state: None,
+                    frameworks: crate::framework::supported(),
                 };
                 match client.heartbeat(&req).await {
                     Ok(_) => {}

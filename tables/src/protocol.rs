@@ -16,6 +16,27 @@ pub struct EnrollRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub fingerprint: DeviceFingerprint,
+    /// What the agent can measure with (its own kernels and the runtimes it found installed),
+    /// so the server refuses a campaign for a framework the device cannot run instead of
+    /// failing halfway through it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frameworks: Vec<FrameworkSupport>,
+}
+
+/// One framework as an agent found it at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameworkSupport {
+    /// The framework's name in table terms: `wgpu-fused`, `ncnn-vulkan`, `onnxruntime-cpu`, ...
+    pub name: String,
+    /// The version its table entries are recorded with (a runtime's own version string, or
+    /// our kernel set's version); empty when unavailable.
+    #[serde(default)]
+    pub version: String,
+    pub available: bool,
+    /// Why it is unavailable, in words a user can act on (what to install).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The rhythm the server asks of an agent; every interval is jittered by the agent.
@@ -47,6 +68,9 @@ pub struct HeartbeatRequest {
     pub agent_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<DeviceState>,
+    /// As in enrollment; sent again so a runtime installed later becomes usable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frameworks: Vec<FrameworkSupport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
