@@ -1,7 +1,9 @@
 //! Following a campaign or a search until it ends. The server has no push channel for these,
-//! so the CLI polls; the bar draws only on a terminal (indicatif hides it in a pipe), and a
-//! script reads the final line instead.
+//! so the CLI polls. On a terminal a bar redraws in place; in a pipe or a log (where indicatif
+//! hides the bar) a plain line goes to stderr each time the progress changes, so scripts and
+//! CI logs still show what is happening.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,6 +29,36 @@ fn interval(seconds: f64) -> Result<Duration> {
         )));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Progress shown as a bar on a terminal, or as a line per change elsewhere.
+struct Progress {
+    pb: ProgressBar,
+    lines: bool,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    fn new(template: &str, what: &str, id: &str) -> Self {
+        let pb = bar(0, template);
+        pb.set_prefix(id.chars().take(8).collect::<String>());
+        Self {
+            pb,
+            lines: !std::io::stderr().is_terminal(),
+            last: std::cell::RefCell::new(format!("{what} {id}")),
+        }
+    }
+
+    /// `line` is the whole state in words; it is printed only when it differs from the last.
+    fn update(&self, len: u64, pos: u64, msg: String, line: String) {
+        self.pb.set_length(len);
+        self.pb.set_position(pos);
+        self.pb.set_message(msg);
+        if self.lines && *self.last.borrow() != line {
+            eprintln!("{line}");
+            *self.last.borrow_mut() = line;
+        }
+    }
 }
 
 fn bar(len: u64, template: &str) -> ProgressBar {
@@ -74,8 +106,8 @@ fn poll<T>(
 /// Follows a search until it is done, failed or cancelled; returns its last status.
 pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Value)> {
     let every = interval(every)?;
-    let pb = bar(0, SEARCH_BAR);
-    pb.set_prefix(id.chars().take(8).collect::<String>());
+    let progress = Progress::new(SEARCH_BAR, "search", id);
+    let pb = &progress.pb;
     let fetch = || {
         let raw: Value = client.get(&["v1", "searches", id], &[])?;
         let s: SearchStatus = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
@@ -85,14 +117,21 @@ pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Va
         Ok((s, raw))
     };
     let show = |s: &SearchStatus| {
-        pb.set_length(u64::from(s.generations));
-        pb.set_position(u64::from(s.generation));
         let hv = s.latest_hypervolume().map_or(String::new(), |h| {
             format!("hv {:.4}, front {}", h.hypervolume, h.front_size)
         });
-        pb.set_message(format!("{} {hv}", s.state));
+        let line = format!(
+            "search {id}: {}, generation {}/{} {hv}",
+            s.state, s.generation, s.generations
+        );
+        progress.update(
+            u64::from(s.generations),
+            u64::from(s.generation),
+            format!("{} {hv}", s.state),
+            line.trim_end().to_string(),
+        );
     };
-    let result = poll(every, &pb, fetch, show, |s| is_terminal(&s.state));
+    let result = poll(every, pb, fetch, show, |s| is_terminal(&s.state));
     pb.finish_and_clear();
     result
 }
@@ -100,8 +139,8 @@ pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Va
 /// Follows a campaign until every job is done, failed or cancelled.
 pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Value)> {
     let every = interval(every)?;
-    let pb = bar(0, CAMPAIGN_BAR);
-    pb.set_prefix(id.chars().take(8).collect::<String>());
+    let progress = Progress::new(CAMPAIGN_BAR, "campaign", id);
+    let pb = &progress.pb;
     let fetch = || {
         let raw: Value = client.get(&["v1", "campaigns", id], &[])?;
         let c: Campaign = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
@@ -112,14 +151,15 @@ pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Valu
     };
     let show = |c: &Campaign| {
         let p = &c.progress;
-        pb.set_length(p.jobs.max(0) as u64);
-        pb.set_position((p.done + p.failed + p.cancelled).max(0) as u64);
-        pb.set_message(format!(
+        let ended = (p.done + p.failed + p.cancelled).max(0) as u64;
+        let msg = format!(
             "{}, {} running, {}/{} items",
             c.state, p.leased, p.items_done, p.items
-        ));
+        );
+        let line = format!("campaign {id}: {ended}/{} jobs ended, {msg}", p.jobs);
+        progress.update(p.jobs.max(0) as u64, ended, msg, line);
     };
-    let result = poll(every, &pb, fetch, show, |c| is_terminal(&c.state));
+    let result = poll(every, pb, fetch, show, |c| is_terminal(&c.state));
     pb.finish_and_clear();
     result
 }

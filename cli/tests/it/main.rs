@@ -2,6 +2,7 @@
 //! port 0 over a fresh database in the Postgres that `./scripts/test` started (DATABASE_URL),
 //! and every test runs the built binary as a user would.
 
+mod demo_agent;
 mod errors;
 mod searches;
 mod tables;

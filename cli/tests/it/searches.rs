@@ -37,6 +37,14 @@ async fn a_small_search_watched_to_its_front_and_plots() {
     assert!(watched.stdout.contains("done"), "{watched:#?}");
     assert!(watched.stdout.contains("3 of 3"), "{}", watched.stdout);
     assert!(watched.stdout.contains("hypervolume"), "{}", watched.stdout);
+    // In a pipe the bar is hidden; the progress comes as lines on stderr instead.
+    assert!(
+        watched
+            .stderr
+            .contains(&format!("search {id}: done, generation 3/3")),
+        "{}",
+        watched.stderr
+    );
 
     let status = app
         .gpulut(&["search", "status", &id, "--json"])
