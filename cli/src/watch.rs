@@ -103,19 +103,26 @@ fn poll<T>(
     }
 }
 
+/// `GET /v1/{collection}/{id}`, decoded for display and kept raw for `--json`.
+fn fetch_status<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    collection: &str,
+    id: &str,
+) -> Result<(T, Value)> {
+    let raw: Value = client.get(&["v1", collection, id], &[])?;
+    let item = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
+        what: format!("GET /v1/{collection}/{id}"),
+        cause: e.to_string(),
+    })?;
+    Ok((item, raw))
+}
+
 /// Follows a search until it is done, failed or cancelled; returns its last status.
 pub fn search(client: &Client, id: &str, every: f64) -> Result<(SearchStatus, Value)> {
     let every = interval(every)?;
     let progress = Progress::new(SEARCH_BAR, "search", id);
     let pb = &progress.pb;
-    let fetch = || {
-        let raw: Value = client.get(&["v1", "searches", id], &[])?;
-        let s: SearchStatus = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
-            what: format!("GET /v1/searches/{id}"),
-            cause: e.to_string(),
-        })?;
-        Ok((s, raw))
-    };
+    let fetch = || fetch_status::<SearchStatus>(client, "searches", id);
     let show = |s: &SearchStatus| {
         let hv = s.latest_hypervolume().map_or(String::new(), |h| {
             format!("hv {:.4}, front {}", h.hypervolume, h.front_size)
@@ -141,14 +148,7 @@ pub fn campaign(client: &Client, id: &str, every: f64) -> Result<(Campaign, Valu
     let every = interval(every)?;
     let progress = Progress::new(CAMPAIGN_BAR, "campaign", id);
     let pb = &progress.pb;
-    let fetch = || {
-        let raw: Value = client.get(&["v1", "campaigns", id], &[])?;
-        let c: Campaign = serde_json::from_value(raw.clone()).map_err(|e| Error::Decode {
-            what: format!("GET /v1/campaigns/{id}"),
-            cause: e.to_string(),
-        })?;
-        Ok((c, raw))
-    };
+    let fetch = || fetch_status::<Campaign>(client, "campaigns", id);
     let show = |c: &Campaign| {
         let p = &c.progress;
         let ended = (p.done + p.failed + p.cancelled).max(0) as u64;
