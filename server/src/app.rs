@@ -66,6 +66,35 @@ pub const NATIVE_FRAMEWORKS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Other runtimes the agent drives on the very same blocks (issue 8), registered at start with
+/// kind `runtime`: campaigns may target them on devices whose agent reports them available, and
+/// other tools' numbers may still be imported under their names.
+pub const RUNTIME_FRAMEWORKS: &[(&str, &str)] = &[
+    (
+        "ncnn-vulkan",
+        "Tencent ncnn's Vulkan compute path, driven by the agent on models built from the blocks",
+    ),
+    (
+        "ncnn-cpu",
+        "Tencent ncnn on the CPU, driven by the agent on models built from the blocks",
+    ),
+    (
+        "onnxruntime-cpu",
+        "ONNX Runtime's CPU execution provider, driven by the agent on models built from the blocks",
+    ),
+];
+
+/// What an agent that reported no frameworks (one older than the report) can run.
+pub const ASSUMED_FRAMEWORKS: &[&str] = &["wgpu-direct", "wgpu-fused"];
+
+/// Every framework a campaign may ask agents to measure with: ours, then the other runtimes.
+pub fn agent_frameworks() -> impl Iterator<Item = &'static str> {
+    NATIVE_FRAMEWORKS
+        .iter()
+        .chain(RUNTIME_FRAMEWORKS)
+        .map(|(name, _)| *name)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid DATABASE_URL: {0}")]
@@ -132,6 +161,9 @@ pub async fn prepare(settings: &Settings) -> Result<AppState, StartError> {
         .await
         .map_err(StartError::Seed)?;
     db.register_native_frameworks(NATIVE_FRAMEWORKS)
+        .await
+        .map_err(StartError::Seed)?;
+    db.register_runtime_frameworks(RUNTIME_FRAMEWORKS)
         .await
         .map_err(StartError::Seed)?;
     let tables = std::sync::Arc::new(crate::cache::TableCache::default());

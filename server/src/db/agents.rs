@@ -33,6 +33,9 @@ pub struct DeviceRow {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub agents: i64,
+    /// The framework reports of the device's live agents, oldest agent first: one element per
+    /// agent, null for an agent that never reported.
+    pub agent_frameworks: serde_json::Value,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -45,11 +48,23 @@ pub struct AgentRow {
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// `[FrameworkSupport]` as last reported; None when the agent never reported.
+    pub frameworks: Option<serde_json::Value>,
+    pub frameworks_reported_at: Option<DateTime<Utc>>,
 }
 
 macro_rules! agent_columns {
     () => {
-        "id, device_id, name, prefix, agent_version, last_heartbeat_at, revoked_at, created_at"
+        "id, device_id, name, prefix, agent_version, last_heartbeat_at, revoked_at, created_at, frameworks, frameworks_reported_at"
+    };
+}
+
+macro_rules! device_columns {
+    () => {
+        "d.id, d.name, d.fingerprint, d.labels, d.last_seen_at, d.created_at,
+         (SELECT count(*) FROM agents a WHERE a.device_id = d.id AND a.revoked_at IS NULL) AS agents,
+         (SELECT coalesce(jsonb_agg(a.frameworks ORDER BY a.created_at, a.id), '[]'::jsonb)
+            FROM agents a WHERE a.device_id = d.id AND a.revoked_at IS NULL) AS agent_frameworks"
     };
 }
 
@@ -80,6 +95,8 @@ pub struct Enrollment<'a> {
     pub agent_prefix: &'a str,
     pub agent_digest: &'a [u8; 32],
     pub agent_version: &'a str,
+    /// The agent's framework report; None when it sent none (an older agent).
+    pub frameworks: Option<&'a serde_json::Value>,
 }
 
 pub struct Enrolled {
@@ -192,8 +209,9 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         let (agent_id,): (Uuid,) = sqlx::query_as(
-            "INSERT INTO agents (device_id, enrollment_token_id, name, prefix, token_sha256, agent_version, last_heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, now()) RETURNING id",
+            "INSERT INTO agents (device_id, enrollment_token_id, name, prefix, token_sha256, agent_version, last_heartbeat_at,
+                                 frameworks, frameworks_reported_at)
+             VALUES ($1, $2, $3, $4, $5, $6, now(), $7, CASE WHEN $7::jsonb IS NULL THEN NULL ELSE now() END) RETURNING id",
         )
         .bind(device_id)
         .bind(token_id)
@@ -201,6 +219,7 @@ impl Db {
         .bind(e.agent_prefix)
         .bind(&e.agent_digest[..])
         .bind(e.agent_version)
+        .bind(e.frameworks)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -245,17 +264,25 @@ impl Db {
         .await
     }
 
-    /// Records a heartbeat of the agent and its device.
+    /// Records a heartbeat of the agent and its device, and the agent's framework report when
+    /// the heartbeat carries one (None keeps the last report).
     pub async fn heartbeat_agent(
         &self,
         agent: Uuid,
         device: Uuid,
         version: Option<&str>,
+        frameworks: Option<&serde_json::Value>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE agents SET last_heartbeat_at = now(), agent_version = COALESCE($2, agent_version) WHERE id = $1")
+        sqlx::query(
+            "UPDATE agents SET last_heartbeat_at = now(), agent_version = COALESCE($2, agent_version),
+                 frameworks = COALESCE($3, frameworks),
+                 frameworks_reported_at = CASE WHEN $3::jsonb IS NULL THEN frameworks_reported_at ELSE now() END
+             WHERE id = $1",
+        )
             .bind(agent)
             .bind(version)
+            .bind(frameworks)
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE devices SET last_seen_at = now(), status = 'online' WHERE id = $1 AND status <> 'retired'")
@@ -266,21 +293,21 @@ impl Db {
     }
 
     pub async fn devices(&self) -> Result<Vec<DeviceRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT d.id, d.name, d.fingerprint, d.labels, d.last_seen_at, d.created_at,
-                    (SELECT count(*) FROM agents a WHERE a.device_id = d.id AND a.revoked_at IS NULL) AS agents
-             FROM devices d ORDER BY d.created_at, d.id",
-        )
+        sqlx::query_as(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices d ORDER BY d.created_at, d.id"
+        ))
         .fetch_all(&self.pool)
         .await
     }
 
     pub async fn device(&self, id: Uuid) -> Result<Option<DeviceRow>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT d.id, d.name, d.fingerprint, d.labels, d.last_seen_at, d.created_at,
-                    (SELECT count(*) FROM agents a WHERE a.device_id = d.id AND a.revoked_at IS NULL) AS agents
-             FROM devices d WHERE d.id = $1",
-        )
+        sqlx::query_as(concat!(
+            "SELECT ",
+            device_columns!(),
+            " FROM devices d WHERE d.id = $1"
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await
@@ -313,5 +340,41 @@ impl Db {
             .await?;
         }
         Ok(())
+    }
+
+    /// Registers the other runtimes agents measure with (idempotent, at start). A name first
+    /// seen through an import (kind `imported`) becomes a `runtime`: its imported entries stay.
+    pub async fn register_runtime_frameworks(
+        &self,
+        names: &[(&str, &str)],
+    ) -> Result<(), sqlx::Error> {
+        for (id, description) in names {
+            sqlx::query(
+                "INSERT INTO frameworks (id, kind, description) VALUES ($1, 'runtime', $2)
+                 ON CONFLICT (id) DO UPDATE SET kind = 'runtime', description = EXCLUDED.description
+                 WHERE frameworks.kind = 'imported'",
+            )
+            .bind(id)
+            .bind(description)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The framework reports of a device's live (not revoked) agents, oldest first: one element
+    /// per agent, None for an agent that never reported.
+    pub async fn device_framework_reports(
+        &self,
+        device: Uuid,
+    ) -> Result<Vec<Option<serde_json::Value>>, sqlx::Error> {
+        let rows: Vec<(Option<serde_json::Value>,)> = sqlx::query_as(
+            "SELECT frameworks FROM agents WHERE device_id = $1 AND revoked_at IS NULL
+             ORDER BY created_at, id",
+        )
+        .bind(device)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

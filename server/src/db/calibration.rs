@@ -7,6 +7,31 @@ use uuid::Uuid;
 use super::Db;
 
 impl Db {
+    /// Every verified end-to-end sample of (device, framework) in a space, by architecture text.
+    pub async fn network_samples(
+        &self,
+        device: Uuid,
+        framework: &str,
+        space: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<f64>>, sqlx::Error> {
+        let rows: Vec<(String, Vec<f64>)> = sqlx::query_as(
+            "SELECT key, samples_ms FROM measurements
+             WHERE device_id = $1 AND framework = $2 AND kind = 'network' AND space = $3 AND verified
+             ORDER BY key, id",
+        )
+        .bind(device)
+        .bind(framework)
+        .bind(space)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut samples: std::collections::BTreeMap<String, Vec<f64>> =
+            std::collections::BTreeMap::new();
+        for (key, s) in rows {
+            samples.entry(key).or_default().extend(s);
+        }
+        Ok(samples)
+    }
+
     /// Refits the calibration of (device, framework, space) from every network measured end to
     /// end on it, and stores it with its report. Returns None when there are too few complete
     /// networks to fit (nothing is stored then).
@@ -16,21 +41,9 @@ impl Db {
         framework: &str,
         space: &SearchSpace,
     ) -> Result<Option<(Calibration, ValidationReport)>, sqlx::Error> {
-        let rows: Vec<(String, Vec<f64>)> = sqlx::query_as(
-            "SELECT key, samples_ms FROM measurements
-             WHERE device_id = $1 AND framework = $2 AND kind = 'network' AND space = $3 AND verified
-             ORDER BY key, id",
-        )
-        .bind(device)
-        .bind(framework)
-        .bind(space.name())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut samples: std::collections::BTreeMap<String, Vec<f64>> =
-            std::collections::BTreeMap::new();
-        for (key, s) in rows {
-            samples.entry(key).or_default().extend(s);
-        }
+        let samples = self
+            .network_samples(device, framework, space.name())
+            .await?;
         let table = self.latency_table(device, framework).await?;
         let mut observations = Vec::new();
         for (key, s) in samples {

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use gpulut_tables::protocol::{
-    ClaimRequest, EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, Job, JobKind,
-    LeaseRef, LeaseRenewed, ResultAck, ResultUpload,
+    ClaimRequest, EnrollRequest, EnrollResponse, FrameworkSupport, HeartbeatRequest,
+    HeartbeatResponse, Job, JobKind, LeaseRef, LeaseRenewed, ResultAck, ResultUpload,
 };
 use gpulut_tables::wire::{MeasuredKind, TimingProtocol};
 use serde::{Deserialize, Serialize};
@@ -231,10 +231,150 @@ fn text_ok(s: &str, max: usize) -> bool {
     s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
+/// Most frameworks one agent may report.
+pub const MAX_REPORTED_FRAMEWORKS: usize = 64;
+/// A reported reason is cut to this many characters (runtimes' errors can be tracebacks).
+pub const MAX_FRAMEWORK_DETAIL: usize = 500;
+
+/// Checks an agent's framework report and returns what to store: None when it sent none (an
+/// older agent, or a heartbeat that keeps the last report).
+fn framework_report(list: &[FrameworkSupport]) -> ApiResult<Option<serde_json::Value>> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |d: String| ApiError::unprocessable("invalid_frameworks", d);
+    if list.len() > MAX_REPORTED_FRAMEWORKS {
+        return Err(invalid(format!(
+            "at most {MAX_REPORTED_FRAMEWORKS} frameworks may be reported, got {}",
+            list.len()
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for (i, f) in list.iter().enumerate() {
+        let name_ok = f.name.len() <= 64
+            && f.name.chars().enumerate().all(|(j, c)| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || (j > 0 && "._-".contains(c))
+            })
+            && !f.name.is_empty();
+        if !name_ok {
+            return Err(invalid(format!(
+                "frameworks[{i}].name `{}` must be 1-64 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
+                f.name.chars().take(80).collect::<String>()
+            )));
+        }
+        if !seen.insert(f.name.as_str()) {
+            return Err(invalid(format!(
+                "frameworks[{i}]: `{}` is reported twice",
+                f.name
+            )));
+        }
+        if !text_ok(&f.version, 64) {
+            return Err(invalid(format!(
+                "frameworks[{i}].version must be at most 64 characters"
+            )));
+        }
+        let detail = f.detail.as_ref().map(|d| {
+            d.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .take(MAX_FRAMEWORK_DETAIL)
+                .collect::<String>()
+        });
+        out.push(FrameworkSupport {
+            detail,
+            ..f.clone()
+        });
+    }
+    serde_json::to_value(&out)
+        .map(Some)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// One framework as an agent reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FrameworkReport {
+    /// `wgpu-direct`, `wgpu-fused`, `ncnn-vulkan`, `ncnn-cpu`, `onnxruntime-cpu`, ...
+    pub name: String,
+    /// The runtime's or kernel set's version; empty when unavailable.
+    #[serde(default)]
+    pub version: String,
+    pub available: bool,
+    /// Why it is unavailable, as the agent put it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One framework a device can (or cannot) run: the union over its live agents.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeviceFramework {
+    pub name: String,
+    /// The version of an agent that has it available (else of the first that reported it).
+    pub version: String,
+    /// Some live agent of the device reports it available.
+    pub available: bool,
+    /// Why it is unavailable (the first agent's reason); null when available.
+    pub detail: Option<String>,
+    /// Not reported but assumed: an agent older than framework reports runs only
+    /// `wgpu-direct` and `wgpu-fused`.
+    pub assumed: bool,
+}
+
+/// The frameworks of a device from its live agents' reports (one per agent, None for an agent
+/// that never reported: it counts as running only [`crate::app::ASSUMED_FRAMEWORKS`]), in the
+/// order first reported.
+pub fn device_frameworks(reports: &[Option<serde_json::Value>]) -> Vec<DeviceFramework> {
+    let mut out: Vec<DeviceFramework> = Vec::new();
+    for report in reports {
+        let list: Vec<(FrameworkReport, bool)> = match report {
+            None | Some(serde_json::Value::Null) => crate::app::ASSUMED_FRAMEWORKS
+                .iter()
+                .map(|n| {
+                    (
+                        FrameworkReport {
+                            name: n.to_string(),
+                            version: String::new(),
+                            available: true,
+                            detail: None,
+                        },
+                        true,
+                    )
+                })
+                .collect(),
+            Some(v) => serde_json::from_value::<Vec<FrameworkReport>>(v.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| (f, false))
+                .collect(),
+        };
+        for (f, assumed) in list {
+            match out.iter_mut().find(|d| d.name == f.name) {
+                None => out.push(DeviceFramework {
+                    name: f.name,
+                    version: f.version,
+                    available: f.available,
+                    detail: if f.available { None } else { f.detail },
+                    assumed,
+                }),
+                Some(d) if f.available && !d.available => {
+                    *d = DeviceFramework {
+                        name: f.name,
+                        version: f.version,
+                        available: true,
+                        detail: None,
+                        assumed,
+                    };
+                }
+                Some(d) => d.assumed &= assumed,
+            }
+        }
+    }
+    out
+}
+
 /// Exchanges an enrollment token and the device's fingerprint for agent credentials.
 /// Re-enrolling the same device keeps its id and history and revokes its earlier agents.
 #[utoipa::path(post, path = "/v1/agents/enroll", tag = "agents",
-    request_body(content = Object, description = "`{token, name?, fingerprint}`; the fingerprint as `gpulut-agent info --json` prints it"),
+    request_body(content = Object, description = "`{token, name?, fingerprint, frameworks?}`; the fingerprint as `gpulut-agent info --json` prints it; `frameworks`: `[{name, version, available, detail?}]`, what the agent can measure with (an agent that sends none counts as running only `wgpu-direct` and `wgpu-fused`)"),
     responses((status = 201, description = "`{agent_id, device_id, device_name, token, cadence}`", body = Object),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json")))]
@@ -268,6 +408,7 @@ pub async fn enroll(
         .or_else(|| f.model.clone())
         .unwrap_or_else(|| f.gpu.name.clone());
     let name = check_label(&name)?;
+    let frameworks = framework_report(&req.frameworks)?;
     let fingerprint = serde_json::to_value(f).map_err(|e| ApiError::Internal(e.to_string()))?;
     let (token, prefix, agent_digest) = new_token(AGENT_KIND);
     let token_digest = digest(req.token.trim());
@@ -282,6 +423,7 @@ pub async fn enroll(
             agent_prefix: &prefix,
             agent_digest: &agent_digest,
             agent_version: &f.agent_version,
+            frameworks: frameworks.as_ref(),
         })
         .await?;
     let enrolled = outcome.map_err(|refusal| {
@@ -307,18 +449,25 @@ pub async fn enroll(
 
 /// The agent is alive; the answer carries the cadence to keep.
 #[utoipa::path(post, path = "/v1/agents/heartbeat", tag = "agents", security(("bearer" = [])),
-    request_body(content = Object, description = "`{agent_version?, state?}`"),
+    request_body(content = Object, description = "`{agent_version?, state?, frameworks?}`; a `frameworks` list replaces the agent's last report, none keeps it"),
     responses((status = 200, description = "`{cadence}`", body = Object),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     agent: AgentCaller,
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
     let version = req.agent_version.as_deref().filter(|v| text_ok(v, 64));
+    let frameworks = framework_report(&req.frameworks)?;
     state
         .db
-        .heartbeat_agent(agent.agent_id, agent.device_id, version)
+        .heartbeat_agent(
+            agent.agent_id,
+            agent.device_id,
+            version,
+            frameworks.as_ref(),
+        )
         .await?;
     Ok(Json(HeartbeatResponse {
         cadence: state.cadence,
@@ -377,7 +526,7 @@ pub async fn claim(
     // A claim is also a sign of life.
     state
         .db
-        .heartbeat_agent(agent.agent_id, agent.device_id, None)
+        .heartbeat_agent(agent.agent_id, agent.device_id, None, None)
         .await?;
     loop {
         if let Some(row) = state
@@ -702,11 +851,17 @@ pub struct Agent {
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// What the agent last reported it can measure with; null when it never reported (an
+    /// older agent: it runs only `wgpu-direct` and `wgpu-fused`).
+    pub frameworks: Option<Vec<FrameworkReport>>,
+    pub frameworks_reported_at: Option<DateTime<Utc>>,
 }
 
 impl From<AgentRow> for Agent {
     fn from(r: AgentRow) -> Self {
         Self {
+            frameworks: r.frameworks.and_then(|v| serde_json::from_value(v).ok()),
+            frameworks_reported_at: r.frameworks_reported_at,
             id: r.id,
             device_id: r.device_id,
             name: r.name,
@@ -773,6 +928,10 @@ pub struct Device {
     #[schema(value_type = Object)]
     pub fingerprint: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// What the device can be measured with: the union over its live agents' reports (an
+    /// agent that never reported counts as running `wgpu-direct` and `wgpu-fused`, marked
+    /// `assumed`). Empty when no agent runs on it.
+    pub frameworks: Vec<DeviceFramework>,
 }
 
 /// `online` when the device was heard from within three heartbeat intervals. After a server
@@ -807,6 +966,15 @@ fn device(state: &AppState, r: DeviceRow) -> Device {
         agents: r.agents,
         fingerprint: r.fingerprint,
         created_at: r.created_at,
+        frameworks: match r.agent_frameworks {
+            serde_json::Value::Array(reports) => device_frameworks(
+                &reports
+                    .into_iter()
+                    .map(|v| (!v.is_null()).then_some(v))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => Vec::new(),
+        },
     }
 }
 

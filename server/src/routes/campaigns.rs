@@ -66,7 +66,10 @@ pub struct CreateCampaign {
     pub space: String,
     #[schema(value_type = Object)]
     pub device: DeviceSelector,
-    /// Default: every native framework (`wgpu-direct`, `wgpu-fused`).
+    /// Default: every native framework (`wgpu-direct`, `wgpu-fused`). Agent runtimes
+    /// (`ncnn-vulkan`, `ncnn-cpu`, `onnxruntime-cpu`) too; a framework that no live agent of a
+    /// selected device reports available is refused (422 `framework_unavailable`, with the
+    /// agent's reason) before any job is made.
     #[serde(default)]
     pub frameworks: Option<Vec<String>>,
     /// Block keys to measure; default: every distinct block of the space.
@@ -158,23 +161,56 @@ fn protocol(spec: Option<&ProtocolSpec>) -> ApiResult<TimingProtocol> {
     Ok(p)
 }
 
-/// Seeded random architectures (splitmix64), so a validation set can be reproduced.
+/// Seeded random architectures (the tables crate's draw), so a validation set can be
+/// reproduced, and is the same set a framework scatter with that seed draws.
 fn random_archs(layers: usize, choices: usize, n: u32, seed: u64) -> Vec<String> {
-    let mut s = seed ^ 0x6a09_e667_f3bc_c909;
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    (0..n)
-        .map(|_| {
-            (0..layers)
-                .map(|_| format!("{:x}", next() % choices as u64))
-                .collect()
-        })
+    gpulut_tables::sample::random_choices(layers, choices, n as usize, seed)
+        .into_iter()
+        .map(|a| a.iter().map(|c| format!("{c:x}")).collect())
         .collect()
+}
+
+/// Refuses, before any job exists, a framework that no live agent of the device reports
+/// available, with the reason the agent gave. A device no agent runs on (yet) counts like an
+/// agent that reported nothing: `wgpu-direct` and `wgpu-fused` only (jobs wait for an agent).
+async fn check_device_runs(state: &AppState, device: Uuid, frameworks: &[String]) -> ApiResult<()> {
+    let Some(row) = state.db.device(device).await? else {
+        return Ok(());
+    };
+    let mut reports = state.db.device_framework_reports(device).await?;
+    if reports.is_empty() {
+        reports.push(None);
+    }
+    let offered = crate::routes::agents::device_frameworks(&reports);
+    for f in frameworks {
+        let refusal = match offered.iter().find(|d| &d.name == f) {
+            Some(d) if d.available => continue,
+            Some(d) => format!(
+                "its agent reports `{f}` unavailable: {}",
+                d.detail.as_deref().unwrap_or("no reason given")
+            ),
+            None if offered.iter().all(|d| d.assumed) => format!(
+                "its agent reports no frameworks (an agent older than framework reports runs only {}); update the agent to one that offers `{f}`",
+                crate::app::ASSUMED_FRAMEWORKS.join(" and ")
+            ),
+            None => format!(
+                "its agent does not offer `{f}` (it reports: {})",
+                offered
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return Err(ApiError::unprocessable(
+            "framework_unavailable",
+            format!(
+                "device `{}` cannot be measured with framework `{f}`: {refusal} (GET /v1/devices/{} shows what it runs)",
+                row.name, row.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn view(state: &AppState, row: CampaignRow) -> ApiResult<Campaign> {
@@ -256,17 +292,26 @@ pub async fn create(
         return Err(invalid("`frameworks` must name at least one framework"));
     }
     for f in &frameworks {
-        if !crate::app::NATIVE_FRAMEWORKS.iter().any(|(n, _)| n == f) {
+        if !crate::app::agent_frameworks().any(|n| n == f) {
             return Err(invalid(format!(
-                "framework `{}` cannot be profiled by agents (native frameworks: {})",
+                "framework `{}` cannot be profiled by agents (agent frameworks: {}; other tools' numbers are imported with POST /v1/tables/{{device}}/{{framework}}/import)",
                 f.chars().take(80).collect::<String>(),
-                crate::app::NATIVE_FRAMEWORKS
-                    .iter()
-                    .map(|(n, _)| *n)
+                crate::app::agent_frameworks()
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
         }
+    }
+    {
+        let mut unique = frameworks.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != frameworks.len() {
+            return Err(invalid("`frameworks` names a framework twice"));
+        }
+    }
+    for &device in &devices {
+        check_device_runs(&state, device, &frameworks).await?;
     }
     let all: Vec<String> = space
         .distinct_blocks()

@@ -4,6 +4,7 @@ pub mod accuracy;
 pub mod agents;
 pub mod api_keys;
 pub mod campaigns;
+pub mod compare;
 pub mod health;
 pub mod searches;
 pub mod spaces;
@@ -92,4 +93,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::import))
         .routes(routes!(tables::validation))
         .routes(routes!(tables::predict_fleet))
+        .routes(routes!(compare::compare))
+        .routes(routes!(compare::framework_scatter))
 }

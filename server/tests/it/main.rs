@@ -7,6 +7,7 @@ mod cli;
 mod dashboard;
 mod e2e;
 mod errors;
+mod frameworks;
 mod health;
 mod openapi;
 mod searches;
