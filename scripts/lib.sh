@@ -484,3 +484,33 @@ stop_throwaway_postgres() {
     esac
     PGTEST_DIR=""
 }
+
+# ---------------------------------------------------------------------------------------
+# The agent's external framework adapters (device-agent/adapters): a Python venv
+# ---------------------------------------------------------------------------------------
+
+# ensure_adapters_venv [DIR]: a venv in DIR (default target/adapters-venv) with
+# device-agent/adapters/requirements.txt installed; (re)installs when the venv is missing or
+# older than the requirements file. Exports GPULUT_PYTHON (the venv's interpreter) for the
+# agent and its tests. Dies with a clear message when Python or PyPI is out of reach.
+ensure_adapters_venv() {
+    local venv="${1:-target/adapters-venv}"
+    local req="device-agent/adapters/requirements.txt"
+    local stamp="$venv/.gpulut-requirements"
+    [[ -f "$req" ]] || die "$req not found (run from the repository root)"
+    if [[ ! -x "$venv/bin/python" || ! -f "$stamp" || "$req" -nt "$stamp" ]] ||
+        ! cmp -s "$req" "$stamp"; then
+        command -v python3 >/dev/null 2>&1 || die "python3 is needed for the agent's framework adapters (ncnn, onnxruntime); install Python 3.10+ with its venv module"
+        info "creating the adapters' Python venv in $venv (pip install -r $req)"
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+        if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2; then
+            rm -rf "$venv"
+            die "pip could not install $req (is PyPI reachable? behind a proxy, set HTTPS_PROXY; offline, point PIP_INDEX_URL or PIP_FIND_LINKS at a mirror)"
+        fi
+        cp "$req" "$stamp"
+    fi
+    GPULUT_PYTHON="$(cd "$venv" && pwd -P)/bin/python"
+    export GPULUT_PYTHON
+    info "framework adapters use $GPULUT_PYTHON"
+}

@@ -21,8 +21,9 @@ use gpulut_tables::wire::{
 };
 use gpulut_tables::{ArchError, SearchSpace, Summary};
 
+use crate::adapter::{Adapter, KernelAdapter, Model};
 use crate::framework::Framework;
-use crate::gpu::{Gpu, Program};
+use crate::gpu::Gpu;
 use crate::model::{Network, Op, Rng};
 use crate::reference::{self, Comparison, TOLERANCE};
 use crate::thermal;
@@ -236,9 +237,14 @@ pub struct Outcome {
     pub timestamps_valid: Option<bool>,
 }
 
-struct Series {
+struct Series<'a> {
     result: BlockMeasurement,
-    program: Option<Program>,
+    /// The built model while it is still to be timed.
+    program: Option<Box<dyn Model + 'a>>,
+    /// Whether the runtime times itself in one batch (external adapters).
+    batch: bool,
+    /// The reference output, kept for batch-timed runtimes to check their output after timing.
+    expected: Vec<f32>,
     gpu: Vec<f64>,
     wall: Vec<f64>,
     warm_runs: u32,
@@ -247,9 +253,9 @@ struct Series {
     done: bool,
 }
 
-impl Series {
+impl Series<'_> {
     fn live(&self) -> bool {
-        self.program.is_some() && !self.done
+        self.program.is_some() && !self.done && !self.batch
     }
 
     fn warm(&self, p: &TimingProtocol) -> bool {
@@ -264,7 +270,7 @@ impl Series {
     }
 }
 
-fn blank(item: &Item, framework: Framework, net: Option<&Network>) -> BlockMeasurement {
+fn blank(item: &Item, framework: &dyn Adapter, net: Option<&Network>) -> BlockMeasurement {
     BlockMeasurement {
         key: item.key.clone(),
         kind: item.kind,
@@ -290,11 +296,25 @@ fn blank(item: &Item, framework: Framework, net: Option<&Network>) -> BlockMeasu
     }
 }
 
-/// Verifies and times every item with every framework.
+/// Verifies and times every item with every one of our kernel sets.
 pub fn run(
     gpu: &Gpu,
     items: &[Item],
     frameworks: &[Framework],
+    options: &Options,
+    progress: &mut dyn Progress,
+) -> Outcome {
+    let kernels: Vec<KernelAdapter> = frameworks.iter().map(|&f| KernelAdapter(f)).collect();
+    let adapters: Vec<&dyn Adapter> = kernels.iter().map(|k| k as &dyn Adapter).collect();
+    run_adapters(gpu, items, &adapters, options, progress)
+}
+
+/// Verifies and times every item with every adapter: the ones timed run by run in
+/// interleaved rounds, then the batch-timed ones (external runtimes) item by item.
+pub fn run_adapters(
+    gpu: &Gpu,
+    items: &[Item],
+    frameworks: &[&dyn Adapter],
     options: &Options,
     progress: &mut dyn Progress,
 ) -> Outcome {
@@ -318,8 +338,13 @@ pub fn run(
         rng.shuffle(&mut order);
         for i in order {
             let s = &mut series[i];
-            let Some(program) = &s.program else { continue };
-            match program.run(timestamps_ok) {
+            let Some(program) = &mut s.program else {
+                continue;
+            };
+            match program
+                .run_once(timestamps_ok)
+                .unwrap_or_else(|| Err("not timed run by run".into()))
+            {
                 Ok(t) => {
                     if timestamps_ok && !plausible(t.gpu_ms, t.wall_ms) {
                         timestamps_ok = false;
@@ -350,8 +375,13 @@ pub fn run(
         rng.shuffle(&mut order);
         for i in order {
             let s = &mut series[i];
-            let Some(program) = &s.program else { continue };
-            match program.run(timestamps_ok) {
+            let Some(program) = &mut s.program else {
+                continue;
+            };
+            match program
+                .run_once(timestamps_ok)
+                .unwrap_or_else(|| Err("not timed run by run".into()))
+            {
                 Ok(t) => {
                     if timestamps_ok && !plausible(t.gpu_ms, t.wall_ms) {
                         timestamps_ok = false;
@@ -380,6 +410,7 @@ pub fn run(
             }
         }
     }
+    time_batches(&mut series, p, progress);
     progress.finish();
 
     let results = series
@@ -393,13 +424,13 @@ pub fn run(
 }
 
 /// Builds, uploads and verifies every pair; the ones that match keep their program.
-fn verify_all(
-    gpu: &Gpu,
+fn verify_all<'a>(
+    gpu: &'a Gpu,
     items: &[Item],
-    frameworks: &[Framework],
+    frameworks: &[&'a dyn Adapter],
     options: &Options,
     progress: &mut dyn Progress,
-) -> Vec<Series> {
+) -> Vec<Series<'a>> {
     let seed = options.protocol.seed;
     let mut series = Vec::with_capacity(items.len() * frameworks.len());
     progress.stage("verify", (items.len() * frameworks.len()) as u64);
@@ -417,6 +448,8 @@ fn verify_all(
             let mut s = Series {
                 result: blank(item, framework, net),
                 program: None,
+                batch: false,
+                expected: Vec::new(),
                 gpu: Vec::new(),
                 wall: Vec::new(),
                 warm_runs: 0,
@@ -437,30 +470,30 @@ fn verify_all(
     series
 }
 
-fn verify_one(
-    gpu: &Gpu,
+fn verify_one<'a>(
+    gpu: &'a Gpu,
     net: &Network,
-    framework: Framework,
+    framework: &'a dyn Adapter,
     input: &[f32],
     expected: &[f32],
     fault: Option<Fault>,
-    s: &mut Series,
+    s: &mut Series<'a>,
 ) {
     let gpu_net = fault.map(|f| f.apply(net));
-    let program = match gpu.prepare(gpu_net.as_ref().unwrap_or(net), framework) {
+    let mut program = match framework.prepare(gpu, gpu_net.as_ref().unwrap_or(net), input) {
         Ok(p) => p,
         Err(e) => {
-            s.result.error = Some(format!("cannot build the kernels: {e}"));
+            s.result.error = Some(e);
             return;
         }
     };
-    let info = program.info();
-    s.result.pipeline_ms = info.pipeline_ms;
-    s.result.dispatches = info.dispatches;
-    let output = match program.infer(input) {
+    let output = program.output();
+    s.result.pipeline_ms = program.pipeline_ms();
+    s.result.dispatches = program.dispatches();
+    let output = match output {
         Ok(o) => o,
         Err(e) => {
-            s.result.error = Some(format!("the kernels failed to run: {e}"));
+            s.result.error = Some(e);
             return;
         }
     };
@@ -468,12 +501,62 @@ fn verify_one(
     s.result.max_relative_error = Some(cmp.relative_error).filter(|e| e.is_finite());
     s.result.verified = cmp.passes();
     if s.result.verified {
+        s.batch = program.batch_timed();
+        if s.batch {
+            s.expected = expected.to_vec();
+        }
         s.program = Some(program);
     } else {
         s.result.error = Some(format!(
             "output differs from the CPU reference: max |error| {:.3e} against an output scale of {:.3e} (relative {:.3e} > tolerance {:.0e}); not timed",
             cmp.max_abs_error, cmp.scale, cmp.relative_error, TOLERANCE
         ));
+    }
+}
+
+/// Times the batch-timed pairs one after the other, each with the whole protocol; a pair whose
+/// output after timing no longer matches the reference loses its samples.
+fn time_batches(series: &mut [Series<'_>], p: &TimingProtocol, progress: &mut dyn Progress) {
+    let pending: Vec<usize> = (0..series.len())
+        .filter(|&i| series[i].batch && series[i].program.is_some() && !series[i].done)
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    progress.stage("external", pending.len() as u64);
+    for i in pending {
+        let s = &mut series[i];
+        let Some(program) = &mut s.program else {
+            continue;
+        };
+        s.result.state_start = Some(state());
+        let batch = program.run_batch(p);
+        s.result.state_end = Some(state());
+        match batch {
+            Ok(b) => {
+                let cmp = Comparison::of(&b.output, &s.expected);
+                if !cmp.passes() {
+                    s.result.verified = false;
+                    s.result.max_relative_error =
+                        Some(cmp.relative_error).filter(|e| e.is_finite());
+                    s.fail(format!(
+                        "output after timing differs from the CPU reference (relative {:.3e} > tolerance {:.0e}); samples dropped",
+                        cmp.relative_error, TOLERANCE
+                    ));
+                } else if b.samples.is_empty() && p.max_runs > 0 {
+                    s.fail("the adapter returned no samples".into());
+                } else {
+                    s.warm_runs = b.warmup_runs;
+                    s.timed_ms = b.samples.iter().sum();
+                    s.result.stopped_by = b.stopped_by;
+                    s.wall = b.samples;
+                    s.done = true;
+                }
+            }
+            Err(e) => s.fail(format!("timed runs failed: {e}")),
+        }
+        s.program = None;
+        progress.step(&s.result.key);
     }
 }
 

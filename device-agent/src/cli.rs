@@ -65,25 +65,8 @@ pub struct RunArgs {
     pub gpu: GpuArgs,
 }
 
-/// Which of the agent's kernel sets to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FrameworkChoice {
-    #[value(name = "wgpu-direct")]
-    WgpuDirect,
-    #[value(name = "wgpu-fused")]
-    WgpuFused,
-    All,
-}
-
-impl FrameworkChoice {
-    pub fn frameworks(self) -> Vec<Framework> {
-        match self {
-            Self::WgpuDirect => vec![Framework::WgpuDirect],
-            Self::WgpuFused => vec![Framework::WgpuFused],
-            Self::All => Framework::ALL.to_vec(),
-        }
-    }
-}
+/// `--framework all`: every one of our kernel sets.
+pub const ALL_KERNELS: &str = "all";
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -102,9 +85,11 @@ pub struct BenchArgs {
     /// repeatable. With --arch on the same network, shows how well blocks add up.
     #[arg(long = "blocks_of", value_name = "ARCH")]
     pub blocks_of: Vec<String>,
-    /// Kernel set to run.
-    #[arg(long, value_enum, default_value_t = FrameworkChoice::All)]
-    pub framework: FrameworkChoice,
+    /// Frameworks to measure with, comma-separated or repeated: our kernel sets `wgpu-direct`
+    /// and `wgpu-fused` (`all`: both), or an adapter's such as `ncnn-vulkan`, `ncnn-cpu` or
+    /// `onnxruntime-cpu` (`gpulut-agent info` lists them and what is missing).
+    #[arg(long, value_delimiter = ',', default_value = ALL_KERNELS)]
+    pub framework: Vec<String>,
     /// Warm-up runs per block before timing.
     #[arg(long = "warmup_runs", default_value_t = 10)]
     pub warmup_runs: u32,
@@ -143,6 +128,27 @@ pub struct BenchArgs {
     pub inject_fault: Option<Fault>,
     #[command(flatten)]
     pub gpu: GpuArgs,
+}
+
+impl BenchArgs {
+    /// The framework names asked for, `all` expanded, each once, in order.
+    pub fn framework_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for f in &self.framework {
+            let f = f.trim();
+            let expanded: Vec<String> = if f == ALL_KERNELS {
+                Framework::ALL.iter().map(|k| k.name().to_owned()).collect()
+            } else {
+                vec![f.to_owned()]
+            };
+            for n in expanded {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        names
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,7 +229,7 @@ mod tests {
         assert_eq!(b.archs, ["MoGA-A", "MoGA-B"]);
         assert_eq!(b.blocks, ["gap-i7x7x960"]);
         assert_eq!((b.num_runs, b.warmup_runs, b.max_secs), (3, 1, 5.0));
-        assert_eq!(b.framework.frameworks(), [Framework::WgpuFused]);
+        assert_eq!(b.framework_names(), ["wgpu-fused"]);
         assert!(b.json && !b.csv);
         assert!(
             Cli::try_parse_from(["gpulut-agent", "bench", "--json", "--csv"]).is_err(),
@@ -236,7 +242,29 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(d.space, "moga-mbv3");
-        assert_eq!(d.framework, FrameworkChoice::All);
+        assert_eq!(d.framework_names(), ["wgpu-direct", "wgpu-fused"]);
+        let Command::Bench(e) = Cli::try_parse_from([
+            "gpulut-agent",
+            "bench",
+            "--framework",
+            "ncnn-vulkan,onnxruntime-cpu",
+            "--framework",
+            "all",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(
+            e.framework_names(),
+            [
+                "ncnn-vulkan",
+                "onnxruntime-cpu",
+                "wgpu-direct",
+                "wgpu-fused"
+            ]
+        );
         assert_eq!((d.warmup_runs, d.num_runs), (10, 30));
     }
 

@@ -34,17 +34,10 @@ impl Framework {
     }
 }
 
-/// What this agent can measure with, as sent at enrollment and in heartbeats.
+/// What this agent can measure with, as sent at enrollment and in heartbeats: our kernel sets
+/// and every external adapter found, probed once per process (see [`crate::adapter`]).
 pub fn supported() -> Vec<gpulut_tables::protocol::FrameworkSupport> {
-    Framework::ALL
-        .iter()
-        .map(|f| gpulut_tables::protocol::FrameworkSupport {
-            name: f.name().to_string(),
-            version: f.version().to_string(),
-            available: true,
-            detail: None,
-        })
-        .collect()
+    crate::adapter::Registry::global().supported()
 }
 
 impl fmt::Display for Framework {

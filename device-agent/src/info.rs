@@ -4,6 +4,7 @@
 //! JSON form is what scripts and the enrollment request reuse.
 
 use comfy_table::{ContentArrangement, Table, presets};
+use gpulut_tables::protocol::FrameworkSupport;
 use gpulut_tables::wire::DeviceFingerprint;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,9 @@ pub struct InfoReport {
     pub fingerprint: DeviceFingerprint,
     pub limits: ComputeLimits,
     pub features: Vec<String>,
+    /// Every framework this agent knows, available or not (with the reason).
+    #[serde(default)]
+    pub frameworks: Vec<FrameworkSupport>,
 }
 
 /// Everything `info` shows, including what is not part of the JSON document.
@@ -35,7 +39,9 @@ pub struct Info {
 /// Probes the GPU on `backend` and the host, and builds the fingerprint from both.
 pub fn collect(backend: BackendChoice) -> Result<Info, GpuError> {
     let gpu = gpu::probe(backend)?;
-    Ok(assemble(host::collect(), gpu))
+    let mut info = assemble(host::collect(), gpu);
+    info.report.frameworks = crate::framework::supported();
+    Ok(info)
 }
 
 /// Joins host facts and the GPU report; separate from [`collect`] so it can be tested with
@@ -57,6 +63,7 @@ pub fn assemble(host: HostFacts, gpu: GpuReport) -> Info {
             fingerprint,
             limits: gpu.limits,
             features: gpu.features,
+            frameworks: Vec::new(),
         },
         host,
         pci_bus_id: gpu.pci_bus_id,
@@ -123,7 +130,25 @@ pub fn render_table(info: &Info) -> String {
         features.add_row(pair.to_vec());
     }
 
-    [device, gpu, limits, features]
+    let mut frameworks = Table::new();
+    frameworks
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec!["Frameworks", "version", "available"]);
+    for f in &info.report.frameworks {
+        let available = if f.available {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", f.detail.as_deref().unwrap_or("no reason given"))
+        };
+        frameworks.add_row(vec![
+            f.name.clone(),
+            or_dash(&Some(f.version.clone()).filter(|v| !v.is_empty())),
+            available,
+        ]);
+    }
+
+    [device, gpu, limits, features, frameworks]
         .iter()
         .map(Table::to_string)
         .collect::<Vec<_>>()
@@ -163,7 +188,7 @@ mod tests {
             hardware_id: None,
             android_api_level: Some(34),
         };
-        let gpu = GpuReport {
+        let gpu_report = GpuReport {
             fingerprint: GpuFingerprint {
                 name: "Mali-G710".into(),
                 vendor_id: 0x13B5,
@@ -196,7 +221,14 @@ mod tests {
             features: vec!["timestamp-query".into()],
             warnings: vec!["out of memory".into()],
         };
-        assemble(host, gpu)
+        let mut info = assemble(host, gpu_report);
+        info.report.frameworks = vec![FrameworkSupport {
+            name: "ncnn-vulkan".into(),
+            version: String::new(),
+            available: false,
+            detail: Some("python module ncnn not found".into()),
+        }];
+        info
     }
 
     #[test]
@@ -228,6 +260,8 @@ mod tests {
             "max_compute_invocations_per_workgroup",
             "Features (1)",
             "timestamp-query",
+            "Frameworks",
+            "no: python module ncnn not found",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

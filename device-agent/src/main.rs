@@ -102,6 +102,12 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         items = bench::space_items(&space);
     }
 
+    let registry = gpulut_agent::adapter::Registry::global();
+    let mut adapters = Vec::new();
+    for name in args.framework_names() {
+        adapters.push(registry.usable(&name).map_err(anyhow::Error::msg)?);
+    }
+
     let gpu = Gpu::open(args.gpu.backend).context("cannot open the GPU")?;
     for warning in &gpu.report().warnings {
         eprintln!("warning: {warning}");
@@ -114,13 +120,7 @@ fn run_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         fault: args.inject_fault,
     };
     let mut progress = Bar::new();
-    let outcome = bench::run(
-        &gpu,
-        &items,
-        &args.framework.frameworks(),
-        &options,
-        &mut progress,
-    );
+    let outcome = bench::run_adapters(&gpu, &items, &adapters, &options, &mut progress);
     let doc = BenchReport {
         agent_version: info::AGENT_VERSION.to_owned(),
         fingerprint,
@@ -219,6 +219,13 @@ fn run_worker(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let gpu = Gpu::open(args.gpu.backend).context("cannot open the GPU")?;
     for warning in &gpu.report().warnings {
         tracing::warn!("{warning}");
+    }
+    // Probe the adapters now (subprocesses), not inside the heartbeat's async task.
+    for f in gpulut_agent::framework::supported() {
+        match &f.detail {
+            Some(why) if !f.available => tracing::warn!(framework = %f.name, "unavailable: {why}"),
+            _ => tracing::info!(framework = %f.name, version = %f.version, "framework available"),
+        }
     }
     let rt = runtime()?;
     let outcome = rt.block_on(async move {

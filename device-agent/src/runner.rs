@@ -11,9 +11,9 @@ use gpulut_tables::protocol::{Cadence, HeartbeatRequest, Job, JobKind, ResultUpl
 use gpulut_tables::wire::{BlockMeasurement, MeasuredKind};
 use tokio::sync::watch;
 
+use crate::adapter::Registry;
 use crate::bench::{self, Options, Silent};
 use crate::client::{Client, ClientError};
-use crate::framework::Framework;
 use crate::gpu::Gpu;
 use crate::info::AGENT_VERSION;
 use crate::reference::TOLERANCE;
@@ -89,9 +89,8 @@ fn failed(job: &Job, key: &str, error: String) -> BlockMeasurement {
         },
         name: None,
         framework: job.framework.clone(),
-        framework_version: Framework::ALL
-            .iter()
-            .find(|f| f.name() == job.framework)
+        framework_version: Registry::global()
+            .get(&job.framework)
             .map_or("unknown", |f| f.version())
             .to_string(),
         verified: false,
@@ -116,18 +115,17 @@ fn failed(job: &Job, key: &str, error: String) -> BlockMeasurement {
 /// Verifies and times a job's items (blocking: GPU work). Items the agent cannot set up are
 /// reported as failed, so the upload still accounts for every item.
 pub fn execute(gpu: &Gpu, job: &Job) -> (Vec<BlockMeasurement>, Option<bool>) {
-    let Some(framework) = Framework::ALL
-        .into_iter()
-        .find(|f| f.name() == job.framework)
-    else {
-        let error = format!("this agent has no framework `{}`", job.framework);
-        return (
-            job.items
-                .iter()
-                .map(|k| failed(job, k, error.clone()))
-                .collect(),
-            None,
-        );
+    let framework = match Registry::global().usable(&job.framework) {
+        Ok(f) => f,
+        Err(error) => {
+            return (
+                job.items
+                    .iter()
+                    .map(|k| failed(job, k, error.clone()))
+                    .collect(),
+                None,
+            );
+        }
     };
     let space = match bench::space(&job.space) {
         Ok(s) => s,
@@ -161,7 +159,7 @@ pub fn execute(gpu: &Gpu, job: &Job) -> (Vec<BlockMeasurement>, Option<bool>) {
         protocol: job.protocol.clone(),
         fault: None,
     };
-    let outcome = bench::run(gpu, &items, &[framework], &options, &mut Silent);
+    let outcome = bench::run_adapters(gpu, &items, &[framework], &options, &mut Silent);
     results.extend(outcome.results);
     (results, outcome.timestamps_valid)
 }
@@ -288,6 +286,7 @@ async fn work(
     unauthorized: &AtomicBool,
     summary: &mut RunSummary,
 ) -> Result<(), RunError> {
+    let mut refused = std::collections::HashSet::new();
     loop {
         summary.uploads += flush_spool(client, state, shutdown).await?;
         if *shutdown.borrow() {
@@ -313,6 +312,24 @@ async fn work(
             Err(e) => return Err(RunError::Rejected(e.to_string())),
         };
         tracing::info!(job = %job.id, attempt = job.attempt, items = job.items.len(), framework = %job.framework, "job claimed");
+        if let Err(reason) = Registry::global().usable(&job.framework) {
+            // Not this agent's to measure: give it back with the reason, never upload a
+            // silent failure. The server should not offer it again (see the heartbeat's list).
+            tracing::error!(job = %job.id, "{reason}; job released");
+            if let Err(e) = client.release(&job, &reason).await {
+                tracing::warn!(job = %job.id, error = %e, "releasing the job failed; its lease will expire");
+            }
+            if !refused.insert(job.id.clone()) && options.until_idle {
+                // The same job again: nothing else here for this agent.
+                return Ok(());
+            }
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(jittered(cadence.poll_wait_s.max(1.0))) => {},
+                _ = stop.changed() => return Ok(()),
+            }
+            continue;
+        }
 
         // Renew the lease while the GPU works; a lease the server took back voids the work.
         let void = Arc::new(AtomicBool::new(false));

@@ -4,6 +4,7 @@
 //! (`mesa-vulkan-drivers libvulkan1`) provides the driver. Run counts stay tiny: lavapipe is
 //! slow, and these tests check correctness and plumbing, never speed.
 
+mod adapters;
 mod bench;
 mod blocks;
 mod info;
