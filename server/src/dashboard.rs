@@ -45,7 +45,6 @@ static ASSETS: &[Asset] = assets![
     ("dom.js", JS),
     ("api.js", JS),
     ("charts.js", JS),
-    ("stats.js", JS),
     ("pages/devices.js", JS),
     ("pages/tables.js", JS),
     ("pages/validation.js", JS),

@@ -1,7 +1,8 @@
 // Devices: status and fingerprint; for admins, enrollment tokens and the commands that use them.
 
 import { api, enc, isAdmin } from '/ui/api.js';
-import { badge, clear, empty, errorBox, h, table, when } from '/ui/dom.js';
+import { baseGrid, chart } from '/ui/charts.js';
+import { badge, clear, empty, errorBox, figure, h, num, table, when } from '/ui/dom.js';
 
 function gpuName(fp) {
   return (fp && fp.gpu && fp.gpu.name) || '–';
@@ -127,10 +128,75 @@ export async function detail(main, { id }) {
       h('section', { class: 'panel', id: 'fingerprint' }, h('h2', {}, 'Fingerprint'),
         fp.length === 0 ? h('p', { class: 'muted' }, 'Registered by hand: no fingerprint.')
           : h('dl', { class: 'kv' }, fp.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])))),
+    h('h2', {}, 'Frameworks'),
+    (d.frameworks || []).length === 0 ? empty('No agent runs on this device: nothing to measure with.')
+      : table(['Framework', 'Version', 'Available', 'Detail'], d.frameworks.map((f) => h('tr', {},
+        h('td', {}, f.name), h('td', { class: 'mono' }, f.version || '–'),
+        h('td', {}, f.available ? (f.assumed ? 'yes (assumed: older agent)' : 'yes') : 'no'),
+        h('td', { class: 'small' }, f.detail || ''))), { id: 'frameworks-table' }),
+    scatterPanel(d, mine),
     h('h2', {}, 'Latency tables'),
     mine.length === 0 ? empty('No tables for this device yet.')
       : table(['Framework', 'Space', 'Entries', ''], mine.map((t) => h('tr', {},
         h('td', {}, t.framework), h('td', {}, t.space), h('td', { class: 'num' }, `${t.entries} / ${t.blocks}`),
         h('td', {}, h('a', { href: `#/tables/${enc(t.device)}/${enc(t.framework)}?space=${enc(t.space)}` }, 'heatmap')))))
   );
+}
+
+// MoGA's Figure 2 for this device: seeded random architectures predicted from two frameworks'
+// tables (GET /v1/devices/{id}/framework-scatter), with the server's rank correlations.
+function scatterPanel(d, mine) {
+  const spaces = [...new Set(mine.map((t) => t.space))].filter((s) => mine.filter((t) => t.space === s).length >= 2);
+  if (spaces.length === 0) return null;
+  const space = spaces[0];
+  const fws = mine.filter((t) => t.space === space).map((t) => t.framework);
+  const a = h('select', { id: 'scatter-a' }, fws.map((f) => h('option', { value: f }, f)));
+  const b = h('select', { id: 'scatter-b' }, fws.map((f, i) => h('option', { value: f, selected: i === 1 }, f)));
+  const n = h('input', { id: 'scatter-n', type: 'number', min: 2, max: 1000, value: 100 });
+  const seed = h('input', { id: 'scatter-seed', type: 'number', min: 0, value: 0 });
+  const out = h('div', { id: 'scatter-out' });
+  const draw = async () => {
+    try {
+      const s = await api(`/v1/devices/${enc(d.id)}/framework-scatter?space=${enc(space)}&a=${enc(a.value)}&b=${enc(b.value)}&n=${enc(n.value)}&seed=${enc(seed.value)}`);
+      const el = h('div', { class: 'chart', id: 'chart-scatter' });
+      const fmt = (v) => (v === null || v === undefined ? '–' : v.toFixed(3));
+      clear(out,
+        h('div', { class: 'figures' },
+          figure('Kendall tau-b', fmt(s.predicted.kendall_tau_b), 'scatter-tau'),
+          figure('Spearman rho', fmt(s.predicted.spearman_rho), 'scatter-rho'),
+          figure('architectures', String(s.points.length), 'scatter-points'),
+          figure('measured end to end', s.measured ? `${s.measured.n} (tau ${fmt(s.measured.kendall_tau_b)})` : '–')),
+        el);
+      const measured = s.points.filter((p) => p.a_measured_ms !== null && p.b_measured_ms !== null);
+      chart(el).setOption({
+        animation: false,
+        title: { text: `${s.a} vs ${s.b}: end-to-end latency of ${s.n} random architectures (seed ${s.seed})`, left: 'center', textStyle: { fontSize: 14 } },
+        tooltip: { formatter: (p) => `${p.data.name}<br>${s.a} ${num(p.value[0], 3)} ms, ${s.b} ${num(p.value[1], 3)} ms` },
+        legend: { bottom: 0 },
+        grid: baseGrid({ top: 50 }),
+        xAxis: { type: 'value', scale: true, name: `${s.a} ms`, nameLocation: 'middle', nameGap: 30 },
+        yAxis: { type: 'value', scale: true, name: `${s.b} ms` },
+        series: [
+          { id: 'predicted', name: 'predicted (table sums)', type: 'scatter', symbolSize: 6, data: s.points.map((p) => ({ name: p.arch, value: [p.a_ms, p.b_ms] })) },
+          { id: 'measured', name: 'measured end to end', type: 'scatter', symbol: 'diamond', symbolSize: 8, data: measured.map((p) => ({ name: p.arch, value: [p.a_measured_ms, p.b_measured_ms] })) },
+        ],
+      });
+    } catch (e) {
+      clear(out, errorBox(e));
+    }
+  };
+  const form = h('form', {
+    class: 'actions',
+    id: 'scatter-form',
+    onsubmit: (ev) => {
+      ev.preventDefault();
+      draw();
+    },
+  }, h('label', {}, 'x ', a), h('label', {}, 'y ', b), h('label', {}, 'n ', n), h('label', {}, 'seed ', seed),
+  h('button', { type: 'submit' }, 'Plot'));
+  setTimeout(draw, 0); // once the panel is in the page, so the chart has a size
+  return h('section', { class: 'panel', id: 'framework-scatter' },
+    h('h2', {}, `Frameworks compared (${space})`),
+    h('p', { class: 'muted' }, 'The same random networks predicted from two frameworks\' tables on this device (MoGA, Figure 2): points off a line, and a Kendall tau below 1, mean the frameworks disagree on which networks are fast.'),
+    form, out);
 }

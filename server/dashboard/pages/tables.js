@@ -5,7 +5,6 @@
 import { api, enc } from '/ui/api.js';
 import { baseGrid, chart, heatColors, ratioColors } from '/ui/charts.js';
 import { clear, empty, figure, h, num, pct, table, when } from '/ui/dom.js';
-import { kendallTauB, spearman } from '/ui/stats.js';
 
 const STATISTICS = ['median', 'min', 'p10', 'mean'];
 
@@ -154,30 +153,34 @@ async function download(path, filename) {
 
 export async function compare(main, { deviceA, frameworkA, deviceB, frameworkB }, q) {
   const space = q.space || 'moga-mbv3';
-  const path = (d, f) => `/v1/tables/${enc(d)}/${enc(f)}`;
-  const [tables, ma, mb, ta, tb] = await Promise.all([
-    api('/v1/tables'),
-    api(`${path(deviceA, frameworkA)}/matrix?space=${enc(space)}`),
-    api(`${path(deviceB, frameworkB)}/matrix?space=${enc(space)}`),
-    api(`${path(deviceA, frameworkA)}?space=${enc(space)}`),
-    api(`${path(deviceB, frameworkB)}?space=${enc(space)}`),
-  ]);
-  const nameA = tableName(findTable(tables, deviceA, frameworkA, space) || { device_name: ta.device_name, framework: frameworkA });
-  const nameB = tableName(findTable(tables, deviceB, frameworkB, space) || { device_name: tb.device_name, framework: frameworkB });
+  // The server compares (GET /v1/tables/compare): the blocks both tables have, their rank
+  // correlations and the layer x choice ratio matrix, computed once in the tables crate.
+  let cmp = null;
+  let refusal = null;
+  try {
+    cmp = await api(`/v1/tables/compare?space=${enc(space)}&a=${enc(`${deviceA}/${frameworkA}`)}&b=${enc(`${deviceB}/${frameworkB}`)}&statistic=median`);
+  } catch (e) {
+    if (e.status !== 422) throw e;
+    refusal = e.message;
+  }
+  const nameA = cmp ? tableName({ device_name: cmp.a.device_name, framework: frameworkA }) : `${deviceA} · ${frameworkA}`;
+  const nameB = cmp ? tableName({ device_name: cmp.b.device_name, framework: frameworkB }) : `${deviceB} · ${frameworkB}`;
+  const choices = cmp ? cmp.choices : [];
+  const layers = cmp ? cmp.ratio.length : 0;
 
   // Ratio of every (layer, choice) both tables have.
   const ratio = [];
-  ma.ms.forEach((row, layer) => row.forEach((a, c) => {
-    const b = mb.ms[layer] ? mb.ms[layer][c] : null;
-    if (a !== null && b !== null && b !== undefined && a > 0 && b > 0) ratio.push([c, layer, Math.log2(a / b), a / b]);
-  }));
-  // Rank correlation over every block both tables measured (stem and head included).
-  const bMedian = new Map(tb.entries.map((e) => [e.key, e.median_ms]));
-  const common = ta.entries.filter((e) => bMedian.has(e.key));
-  const xs = common.map((e) => e.median_ms);
-  const ys = common.map((e) => bMedian.get(e.key));
-  const rho = spearman(xs, ys);
-  const tau = kendallTauB(xs, ys);
+  if (cmp) {
+    cmp.ratio.forEach((row, layer) => row.forEach((r, c) => {
+      if (r !== null && r > 0 && Number.isFinite(r)) ratio.push([c, layer, Math.log2(r), r]);
+    }));
+  }
+  // Every block both tables measured (stem and head included).
+  const common = cmp ? cmp.blocks : [];
+  const xs = common.map((b) => b.a_ms);
+  const ys = common.map((b) => b.b_ms);
+  const rho = cmp && cmp.spearman_rho !== null ? cmp.spearman_rho : NaN;
+  const tau = cmp && cmp.kendall_tau_b !== null ? cmp.kendall_tau_b : NaN;
 
   const ratioEl = h('div', { class: 'chart', id: 'chart-ratio' });
   const pairsEl = h('div', { class: 'chart short', id: 'chart-pairs' });
@@ -195,7 +198,7 @@ export async function compare(main, { deviceA, frameworkA, deviceB, frameworkB }
       fig('Kendall tau-b', tau, 'tau'),
       figure('common blocks', String(common.length), 'common-blocks'),
       figure('cells compared', String(ratio.length), 'ratio-cells')),
-    common.length < 2 ? empty('The two tables have fewer than two blocks in common.') : null,
+    refusal ? empty(refusal) : null,
     h('div', { class: 'grid2' },
       h('section', { class: 'panel' }, ratio.length ? ratioEl : empty('No (layer, choice) cell is in both tables.')),
       h('section', { class: 'panel' }, common.length ? pairsEl : empty('No common blocks.'))));
@@ -204,10 +207,10 @@ export async function compare(main, { deviceA, frameworkA, deviceB, frameworkB }
     chart(ratioEl).setOption({
       animation: false,
       title: { text: 'latency ratio A / B per layer and choice', left: 'center', textStyle: { fontSize: 14 } },
-      tooltip: { formatter: (p) => `layer ${p.value[1] + 1}, ${choiceLabel(ma.choices[p.value[0]])}<br>A/B = ${num(p.value[3], 3)}` },
+      tooltip: { formatter: (p) => `layer ${p.value[1] + 1}, ${choiceLabel(choices[p.value[0]])}<br>A/B = ${num(p.value[3], 3)}` },
       grid: baseGrid({ left: 50, right: 10, top: 50, bottom: 125 }),
-      xAxis: { type: 'category', data: ma.choices.map(choiceLabel), axisLabel: { interval: 0, rotate: 40 }, splitArea: { show: true } },
-      yAxis: { type: 'category', data: ma.ms.map((_, i) => `L${i + 1}`), inverse: true, splitArea: { show: true } },
+      xAxis: { type: 'category', data: choices.map(choiceLabel), axisLabel: { interval: 0, rotate: 40 }, splitArea: { show: true } },
+      yAxis: { type: 'category', data: Array.from({ length: layers }, (_, i) => `L${i + 1}`), inverse: true, splitArea: { show: true } },
       visualMap: {
         min: -span, max: span, dimension: 2, calculable: true, orient: 'horizontal', left: 'center', bottom: 0,
         inRange: { color: ratioColors }, formatter: (v) => `${num(2 ** v, 2)}x`, text: ['A slower', 'A faster'],
