@@ -236,6 +236,128 @@ async fn an_enrolled_agent_fills_the_table() {
     std::fs::remove_dir_all(state).unwrap();
 }
 
+/// The real agent measures the same blocks with our kernels and with two other runtimes through
+/// its framework adapters (ncnn's Vulkan path, ONNX Runtime on the CPU); one campaign fills
+/// three tables, and they compare like any other tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_campaign_with_three_frameworks_fills_three_tables() {
+    const FRAMEWORKS: [&str; 3] = ["wgpu-fused", "ncnn-vulkan", "onnxruntime-cpu"];
+    let app = spawn_app().await;
+    let state = temp_dir("frameworks");
+    let device = enroll(&app, &state, "lavapipe").await;
+
+    // The agent reported its adapters at enrollment; all three must be usable here.
+    let d: Value = app
+        .get(&format!("/v1/devices/{device}"), Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for fw in FRAMEWORKS {
+        let f = d["frameworks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["name"] == fw))
+            .unwrap_or_else(|| panic!("{fw} not reported: {d}"));
+        assert_eq!(
+            f["available"], true,
+            "{fw} is unavailable on this machine ({}); ./scripts/test creates the adapters' venv and sets GPULUT_PYTHON",
+            f["detail"]
+        );
+    }
+
+    let r = app
+        .post_json(
+            "/v1/campaigns",
+            Some(ADMIN_TOKEN),
+            &json!({"space": "moga-mbv3", "device": device, "frameworks": FRAMEWORKS,
+                    "blocks": SMALL, "batch_size": 3, "protocol": quick(), "force": true}),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = agent(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--until-idle",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = wait_campaign(&app, &id, 10).await;
+    assert_eq!(c["state"], "done", "{c}");
+    assert_eq!(c["progress"]["items_done"], 9, "{c}");
+
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT framework, count(*), min(framework_version) FROM table_entries
+         WHERE NOT stale GROUP BY framework ORDER BY framework",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let got: Vec<(&str, i64)> = rows.iter().map(|(f, n, _)| (f.as_str(), *n)).collect();
+    assert_eq!(
+        got,
+        [
+            ("ncnn-vulkan", 3),
+            ("onnxruntime-cpu", 3),
+            ("wgpu-fused", 3)
+        ],
+        "{rows:?}"
+    );
+    // Runtime tables carry the runtime's own version, not our kernels' "1".
+    for (fw, _, version) in &rows {
+        if fw != "wgpu-fused" {
+            assert!(version.contains('.'), "{fw}: version {version:?}");
+        }
+    }
+
+    // They are tables like any other: listed, and comparable with ours.
+    let tables: Value = app
+        .get("/v1/tables", Some(ADMIN_TOKEN))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for fw in FRAMEWORKS {
+        assert!(
+            tables
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["framework"] == fw && t["entries"] == 3),
+            "{fw}: {tables}"
+        );
+    }
+    let cmp = app
+        .get(
+            &format!(
+                "/v1/tables/compare?space=moga-mbv3&a={device}/ncnn-vulkan&b={device}/wgpu-fused"
+            ),
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(cmp.status(), StatusCode::OK);
+    let cmp: Value = cmp.json().await.unwrap();
+    assert_eq!(cmp["blocks"].as_array().map(Vec::len), Some(3), "{cmp}");
+    std::fs::remove_dir_all(state).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_agent_s_job_is_finished_by_another_agent() {
     let app = spawn_app().await;
