@@ -156,7 +156,35 @@ await step('device detail', async () => {
   await open(`#/devices/${d.id}`, 'devices/:id', 'device');
   const fp = await page.textContent('#fingerprint');
   check(fp.includes(d.gpu), `the fingerprint shows the GPU ${d.gpu}: ${fp}`);
+  check(await page.$('#framework-scatter') === null, 'a device with one table in a space has no "Frameworks compared" panel');
   await shot('02-device');
+});
+
+await step('device frameworks compared', async () => {
+  const sc = expect.scatter;
+  const before = problems.length;
+  await open(`#/devices/${sc.device}`, 'devices/:id', 'device-frameworks');
+  await page.waitForSelector('#framework-scatter', { timeout: 10000 });
+  // The panel draws after the page is ready: wait for its chart (or its error box).
+  await page.waitForFunction(() => {
+    const out = document.getElementById('scatter-out');
+    const el = document.getElementById('chart-scatter');
+    return (out && out.querySelector('.notice.error')) || (el && window.echarts.getInstanceByDom(el));
+  }, null, { timeout: 30000 });
+  const error = await page.$('#scatter-out .notice.error');
+  check(error === null, `the scatter panel shows an error: ${error ? await error.textContent() : ''}`);
+  check(await page.inputValue('#scatter-a') === sc.a && await page.inputValue('#scatter-b') === sc.b,
+    `the panel plots ${sc.a} against ${sc.b}: ${await page.inputValue('#scatter-a')} / ${await page.inputValue('#scatter-b')}`);
+  const counts = await seriesCounts('chart-scatter');
+  check(counts && counts.predicted === sc.points, `predicted scatter points ${JSON.stringify(counts)}, expected ${sc.points}`);
+  check(counts && counts.measured === sc.measured_points, `measured scatter points ${JSON.stringify(counts)}, expected ${sc.measured_points}`);
+  const tau = (await page.textContent('#scatter-tau')).trim();
+  const rho = (await page.textContent('#scatter-rho')).trim();
+  check(tau === sc.tau.toFixed(3), `Kendall tau shown ${tau}, the API's ${sc.tau}`);
+  check(rho === sc.rho.toFixed(3), `Spearman rho shown ${rho}, the API's ${sc.rho}`);
+  check((await page.textContent('#scatter-points')).trim() === String(sc.points), 'the architecture count is shown');
+  check(problems.length === before, `no console errors or failed requests on the device page: ${JSON.stringify(problems.slice(before))}`);
+  await shot('13-device-frameworks');
 });
 
 await step('tables', async () => {

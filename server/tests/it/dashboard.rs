@@ -1,6 +1,6 @@
 //! The dashboard: how its files are served, and the pages in headless Chromium against a server
 //! with real data entered through the API (an agent's campaign with validation networks, and a
-//! second device's imported table). The browser part is `server/tests/browser/dashboard.js`
+//! second device's two imported tables). The browser part is `server/tests/browser/dashboard.js`
 //! (playwright-core driving the system's Chromium); this test seeds the data, computes what the
 //! pages must show, runs the script and requires it to pass. Screenshots land in
 //! `target/browser-artifacts/`.
@@ -259,8 +259,11 @@ async fn agent_device_with_campaign(app: &TestApp, space: &SearchSpace) -> (Stri
     (device, agent)
 }
 
-/// A device registered by hand with a table imported from another tool: slower overall, and
-/// not in the same order (so the two tables' ranks disagree), rounded so some times tie.
+/// A device registered by hand with two tables imported from another tool: `ncnn-vulkan`,
+/// slower overall than the agent's and not in the same order (so the two tables' ranks
+/// disagree), rounded so some times tie; and `ncnn-cpu`, scaled per block differently again, so
+/// the device page's "Frameworks compared" scatter has two full tables whose predictions of
+/// random networks rank them differently.
 async fn imported_device(app: &TestApp, space: &SearchSpace) -> String {
     let d = post(
         app,
@@ -284,6 +287,26 @@ async fn imported_device(app: &TestApp, space: &SearchSpace) -> String {
         &format!("/v1/tables/{device}/ncnn-vulkan/import"),
         Some(ADMIN_TOKEN),
         &json!({"space": "moga-mbv3", "framework_version": "20240102", "tool": "benchncnn", "rows": rows}),
+    )
+    .await;
+    // The CPU: slower still, and far more in proportion to the MACs, with its own per-block
+    // disorder (a different phase and frequency than the Vulkan table's).
+    let cpu_rows: Vec<Value> = space
+        .distinct_blocks()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let ms = fixture_ms(b.block.macs, 3.0)
+                * (b.block.macs as f64 / 2.0e6).sqrt().max(0.2)
+                * (1.0 + 0.6 * (i as f64 * 0.9 + 1.3).cos());
+            json!({"key": b.block.key.to_string(), "ms": (ms * 100.0).round().max(1.0) / 100.0})
+        })
+        .collect();
+    post(
+        app,
+        &format!("/v1/tables/{device}/ncnn-cpu/import"),
+        Some(ADMIN_TOKEN),
+        &json!({"space": "moga-mbv3", "framework_version": "20240102", "tool": "benchncnn", "rows": cpu_rows}),
     )
     .await;
     device
@@ -388,7 +411,7 @@ async fn the_dashboard_pages_show_real_data_in_chromium() {
     // What the pages must show, from the API's data and computed here independently.
     let tables = get(&app, "/v1/tables").await;
     let tables = tables.as_array().unwrap();
-    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert_eq!(tables.len(), 3, "{tables:?}");
     for t in tables {
         assert_eq!(t["entries"], t["blocks"], "complete tables: {t}");
     }
@@ -416,6 +439,43 @@ async fn the_dashboard_pages_show_real_data_in_chromium() {
         rho < 0.99 && tau < 0.95 && rho > 0.0,
         "the fixture's tables disagree somewhat: rho {rho}, tau {tau}"
     );
+    // The import device's page plots the first two of its tables in one space, in the order
+    // `/v1/tables` lists them, over the page's default draw (100 architectures, seed 0). Both
+    // tables are full, so every drawn architecture is a point; tau and rho are the server's
+    // (it/frameworks.rs checks them against a reference computed there).
+    let import_fws: Vec<&str> = tables
+        .iter()
+        .filter(|t| t["device"] == import_device.as_str() && t["space"] == "moga-mbv3")
+        .map(|t| t["framework"].as_str().unwrap())
+        .collect();
+    assert_eq!(import_fws.len(), 2, "{import_fws:?}");
+    let scatter = get(
+        &app,
+        &format!(
+            "/v1/devices/{import_device}/framework-scatter?space=moga-mbv3&a={}&b={}&n=100&seed=0",
+            import_fws[0], import_fws[1]
+        ),
+    )
+    .await;
+    let scatter_points = scatter["points"].as_array().unwrap();
+    assert_eq!(
+        scatter_points.len(),
+        100,
+        "full tables cover every drawn network"
+    );
+    assert_eq!(scatter["incomplete"].as_array().unwrap().len(), 0);
+    let scatter_measured = scatter_points
+        .iter()
+        .filter(|p| p["a_measured_ms"].is_number() && p["b_measured_ms"].is_number())
+        .count();
+    let (scatter_tau, scatter_rho) = (
+        scatter["predicted"]["kendall_tau_b"].as_f64().unwrap(),
+        scatter["predicted"]["spearman_rho"].as_f64().unwrap(),
+    );
+    assert!(
+        scatter_tau < 0.99 && scatter_rho < 0.999 && scatter_tau > 0.0,
+        "the two imported tables rank random networks somewhat differently: tau {scatter_tau}, rho {scatter_rho}"
+    );
     let validation = get(
         &app,
         &format!("/v1/tables/{agent_device}/wgpu-fused/validation"),
@@ -438,10 +498,13 @@ async fn the_dashboard_pages_show_real_data_in_chromium() {
                 {"id": agent_device, "name": "pixel-test", "status": "online", "gpu": "Mali-G710"},
                 {"id": import_device, "name": "mi-import", "status": "offline"},
             ],
-            "tables": 2,
+            "tables": 3,
             "table": {"device": agent_device, "framework": "wgpu-fused", "space": "moga-mbv3", "cells": cells},
             "compare": {"a_label": "pixel-test · wgpu-fused", "b_label": "mi-import · ncnn-vulkan",
                         "rho": rho, "tau": tau, "common": xs.len(), "ratio_cells": cells},
+            "scatter": {"device": import_device, "a": import_fws[0], "b": import_fws[1],
+                        "points": scatter_points.len(), "measured_points": scatter_measured,
+                        "tau": scatter_tau, "rho": scatter_rho},
             "validation": {"tables": 1, "raw_points": points("predicted_ms"),
                            "calibrated_points": points("calibrated_ms"),
                            "calibrated_within_10pct": validation["report"]["calibrated"]["within_10pct"]},
