@@ -87,6 +87,33 @@ async fn enroll(app: &TestApp, state: &std::path::Path, name: &str) -> String {
     creds["device_id"].as_str().unwrap().to_string()
 }
 
+/// `gpulut-agent run --until-idle` on `state`; fails the test with the agent's stderr unless it
+/// exits cleanly.
+async fn run_until_idle(state: &std::path::Path) {
+    let out = agent(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--until-idle",
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The id of a created resource.
+async fn created_id(r: reqwest::Response) -> String {
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .expect("the answer has an id")
+        .to_string()
+}
+
 /// A protocol that finishes in seconds on lavapipe with one thread.
 fn quick() -> Value {
     json!({"warmup_runs": 1, "warmup_min_ms": 0, "min_runs": 3, "max_runs": 5, "max_seconds": 2})
@@ -113,10 +140,7 @@ async fn campaign(
         "{}",
         r.text().await.unwrap()
     );
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    created_id(r).await
 }
 
 async fn campaign_state(app: &TestApp, id: &str) -> Value {
@@ -196,20 +220,7 @@ async fn an_enrolled_agent_fills_the_table() {
     assert_eq!(devices[0]["fingerprint"]["gpu"]["backend"], "vulkan");
 
     let id = campaign(&app, &device, &SMALL, 2, quick()).await;
-    let out = agent(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--until-idle",
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_until_idle(&state).await;
     let c = wait_campaign(&app, &id, 10).await;
     assert_eq!(c["state"], "done", "{c}");
     assert_eq!(c["progress"]["items_done"], 3);
@@ -279,25 +290,9 @@ async fn one_campaign_with_three_frameworks_fills_three_tables() {
         "{}",
         r.text().await.unwrap()
     );
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = created_id(r).await;
 
-    let out = agent(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--until-idle",
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "run: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_until_idle(&state).await;
     let c = wait_campaign(&app, &id, 10).await;
     assert_eq!(c["state"], "done", "{c}");
     assert_eq!(c["progress"]["items_done"], 9, "{c}");
@@ -398,20 +393,7 @@ async fn a_killed_agent_s_job_is_finished_by_another_agent() {
         "same device"
     );
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let out = agent(&[
-        "run",
-        "--state-dir",
-        second.to_str().unwrap(),
-        "--until-idle",
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_until_idle(&second).await;
     let c = wait_campaign(&app, &id, 10).await;
     assert_eq!(c["state"], "done", "{c}");
     let mut expected: Vec<(String, i64)> = blocks.iter().map(|k| (k.to_string(), 1)).collect();
@@ -627,24 +609,8 @@ async fn a_validation_campaign_produces_a_report_and_a_calibration() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let out = agent(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--until-idle",
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let id = created_id(r).await;
+    run_until_idle(&state).await;
     assert_eq!(wait_campaign(&app, &id, 10).await["state"], "done");
 
     let v: Value = app
