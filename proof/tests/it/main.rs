@@ -1,0 +1,1 @@
+//! Integration tests of gpulut-proof against the real server (in-process, fresh database).
