@@ -514,3 +514,36 @@ ensure_adapters_venv() {
     export GPULUT_PYTHON
     info "framework adapters use $GPULUT_PYTHON"
 }
+
+# ---------------------------------------------------------------------------------------
+# The API fuzzer (scripts/fuzz-api): schemathesis in a Python venv
+# ---------------------------------------------------------------------------------------
+
+# The exact schemathesis release fuzz-api runs: its checks and case generation change between
+# releases, so figures are only comparable under one pin. Bump it on purpose.
+GPULUT_SCHEMATHESIS_PIN="schemathesis==4.32.5"
+
+# ensure_fuzz_venv [DIR]: a venv in DIR (default target/fuzz-venv) with schemathesis at
+# GPULUT_SCHEMATHESIS_PIN; (re)installs when the venv is missing or was made for another pin.
+# Exports FUZZ_PYTHON and FUZZ_ST (the venv's interpreter and `st`). Dies with a clear message
+# when Python or PyPI is out of reach.
+ensure_fuzz_venv() {
+    local venv="${1:-target/fuzz-venv}"
+    local stamp="$venv/.gpulut-pin"
+    if [[ ! -x "$venv/bin/python" || ! -x "$venv/bin/st" || ! -f "$stamp" ]] ||
+        [[ "$(cat "$stamp")" != "$GPULUT_SCHEMATHESIS_PIN" ]]; then
+        command -v python3 >/dev/null 2>&1 || die "python3 is needed for the API fuzzer (schemathesis); install Python 3.10+ with its venv module"
+        info "creating the fuzzer's Python venv in $venv (pip install $GPULUT_SCHEMATHESIS_PIN)"
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
+        if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$GPULUT_SCHEMATHESIS_PIN" >&2; then
+            rm -rf "$venv"
+            die "pip could not install $GPULUT_SCHEMATHESIS_PIN (is PyPI reachable? behind a proxy, set HTTPS_PROXY; offline, point PIP_INDEX_URL or PIP_FIND_LINKS at a mirror)"
+        fi
+        printf '%s\n' "$GPULUT_SCHEMATHESIS_PIN" >"$stamp"
+    fi
+    FUZZ_PYTHON="$(cd "$venv" && pwd -P)/bin/python"
+    FUZZ_ST="$(cd "$venv" && pwd -P)/bin/st"
+    export FUZZ_PYTHON FUZZ_ST
+    info "API fuzzer: $("$FUZZ_ST" --version 2>/dev/null || echo "$GPULUT_SCHEMATHESIS_PIN") in $venv"
+}
