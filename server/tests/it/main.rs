@@ -3,6 +3,8 @@
 
 mod agents;
 mod api_keys;
+mod authz;
+mod bad_input;
 mod cli;
 mod dashboard;
 mod e2e;
@@ -13,6 +15,7 @@ mod openapi;
 mod searches;
 mod spaces;
 mod tables;
+mod token_hygiene;
 mod validation;
 
 use gpulut_server::app::{self, Settings};
