@@ -127,10 +127,13 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Whether `d` is the digest of the bootstrap admin token (compared in constant time).
 fn is_bootstrap(state: &AppState, d: &TokenDigest) -> bool {
-    state
-        .admin_token_digest
-        .as_ref()
-        .is_some_and(|admin| bool::from(d.ct_eq(admin)))
+    digest_matches(state.admin_token_digest.as_ref(), d)
+}
+
+/// Compares in constant time, so response times say nothing about how much of a guess was
+/// right; no configured digest matches nothing.
+fn digest_matches(expected: Option<&TokenDigest>, d: &TokenDigest) -> bool {
+    expected.is_some_and(|e| bool::from(d.ct_eq(e)))
 }
 
 /// The live API key with digest `d` and its role; None when no key has it; 401 when it was
@@ -215,6 +218,45 @@ mod tests {
         assert_eq!(a.len(), "gpulut_key_".len() + 64);
         assert!(a.starts_with(&prefix) && prefix.len() < a.len() / 2);
         assert_eq!(d, digest(&a));
+    }
+
+    /// Lookups go by the token's SHA-256, never by the token: a token one character away from a
+    /// real one looks up an unrelated digest (no shared prefix for an index or a comparison to
+    /// leak through), and only the exact bootstrap token matches its digest.
+    #[test]
+    fn lookups_go_by_digest_and_the_bootstrap_token_matches_exactly() {
+        let (token, _, d) = new_token("gpulut_key");
+        assert_eq!(d.to_vec(), Sha256::digest(token.as_bytes()).to_vec());
+        let last = token.chars().last().unwrap();
+        let near = format!(
+            "{}{}",
+            &token[..token.len() - 1],
+            if last == '0' { '1' } else { '0' }
+        );
+        let n = digest(&near);
+        let same = d.iter().zip(n.iter()).filter(|(a, b)| a == b).count();
+        assert!(same < 8, "{same} of 32 digest bytes alike");
+        assert_ne!(d[..4], n[..4]);
+
+        let admin = "bootstrap-admin-token-0123456789";
+        let configured = digest(admin);
+        assert!(digest_matches(Some(&configured), &digest(admin)));
+        for other in [
+            "bootstrap-admin-token-012345678",
+            "bootstrap-admin-token-0123456788",
+            "bootstrap-admin-token-01234567890",
+            "Bootstrap-admin-token-0123456789",
+            " bootstrap-admin-token-0123456789",
+            "",
+        ] {
+            assert!(
+                !digest_matches(Some(&configured), &digest(other)),
+                "{other:?} is not the bootstrap token"
+            );
+        }
+        // No bootstrap token configured: nothing is one, the empty token included.
+        assert!(!digest_matches(None, &digest(admin)));
+        assert!(!digest_matches(None, &digest("")));
     }
 }
 

@@ -84,6 +84,10 @@ macro_rules! job_columns {
     };
 }
 
+/// The claiming agent was revoked.
+#[derive(Debug)]
+pub struct AgentRevoked;
+
 /// The outcome of checking an upload or renewal against the job's lease.
 #[derive(Debug)]
 pub enum LeaseCheck {
@@ -259,15 +263,26 @@ impl Db {
     }
 
     /// Hands the device's next job to the agent with a fresh lease: a queued job, or one whose
-    /// lease ran out (then with the next attempt, which fences the old holder out).
+    /// lease ran out (then with the next attempt, which fences the old holder out). Refuses an
+    /// agent revoked since its request was authenticated (a long poll outlives that check).
     pub async fn claim_job(
         &self,
         device: Uuid,
         agent: Uuid,
         lease_s: f64,
-    ) -> Result<Option<JobRow>, sqlx::Error> {
+    ) -> Result<Result<Option<JobRow>, AgentRevoked>, sqlx::Error> {
         self.expire_exhausted().await?;
         let mut tx = self.pool.begin().await?;
+        // FOR SHARE waits for a revocation in progress and then sees it; a revocation that
+        // comes later waits for this claim, so a job is never leased to a revoked agent.
+        let live: Option<(i32,)> =
+            sqlx::query_as("SELECT 1 FROM agents WHERE id = $1 AND revoked_at IS NULL FOR SHARE")
+                .bind(agent)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if live.is_none() {
+            return Ok(Err(AgentRevoked));
+        }
         let job: Option<JobRow> = sqlx::query_as(concat!(
             "UPDATE jobs SET state = 'leased', attempt = attempt + 1, lease_id = gen_random_uuid(),
                     leased_by = $2, lease_expires_at = now() + make_interval(secs => $3)
@@ -295,7 +310,7 @@ impl Db {
             .await?;
         }
         tx.commit().await?;
-        Ok(job)
+        Ok(Ok(job))
     }
 
     async fn check_lease(

@@ -16,7 +16,9 @@ pub use accuracy::{NewSampleSet, SampleSetRow};
 pub use agents::{AgentRow, DeviceRow, Enrolled, Enrollment, EnrollmentTokenRow, TokenRefusal};
 pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use imports::{ImportRefusal, ImportedSeries};
-pub use jobs::{CampaignRow, JobRow, LeaseCheck, NewCampaign, NewJob, NewMeasurement, Progress};
+pub use jobs::{
+    AgentRevoked, CampaignRow, JobRow, LeaseCheck, NewCampaign, NewJob, NewMeasurement, Progress,
+};
 pub use searches::{FrontRow, GenerationRecord, Ownership, SearchRow};
 pub use spaces::StoredSpace;
 pub use tables::{DeviceRef, EntryDetailRow, TableSummaryRow};

@@ -529,11 +529,16 @@ pub async fn claim(
         .heartbeat_agent(agent.agent_id, agent.device_id, None, None)
         .await?;
     loop {
-        if let Some(row) = state
+        let claimed = state
             .db
             .claim_job(agent.device_id, agent.agent_id, state.cadence.lease_s)
             .await?
-        {
+            .map_err(|_| {
+                ApiError::unauthorized(
+                    "this agent was revoked while it waited for a job; enroll again with a new enrollment token",
+                )
+            })?;
+        if let Some(row) = claimed {
             tracing::info!(job = %row.id, attempt = row.attempt, agent = %agent.agent_id, "job leased");
             return Ok(Json(job_message(&row, state.cadence.lease_s)?).into_response());
         }

@@ -130,7 +130,6 @@ fn expect(access: Access, identity: &str) -> Expect {
         identity,
         "none" | "basic_scheme" | "empty_bearer" | "garbage" | "revoked_key" | "revoked_agent"
     );
-    let agent = matches!(identity, "agent_a" | "agent_b");
     let api = matches!(identity, "user" | "admin_key" | "bootstrap");
     match access {
         Public => Allowed,
