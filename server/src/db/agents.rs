@@ -274,6 +274,13 @@ impl Db {
         frameworks: Option<&serde_json::Value>,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // The device row first, then the agent's: the same lock order as `enroll` (which
+        // upserts the device, then revokes its agents), so a heartbeat racing a re-enrollment
+        // of its device waits instead of deadlocking (Postgres aborted one of them: a 500).
+        sqlx::query("UPDATE devices SET last_seen_at = now(), status = 'online' WHERE id = $1 AND status <> 'retired'")
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE agents SET last_heartbeat_at = now(), agent_version = COALESCE($2, agent_version),
                  frameworks = COALESCE($3, frameworks),
@@ -283,10 +290,6 @@ impl Db {
             .bind(agent)
             .bind(version)
             .bind(frameworks)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE devices SET last_seen_at = now(), status = 'online' WHERE id = $1 AND status <> 'retired'")
-            .bind(device)
             .execute(&mut *tx)
             .await?;
         tx.commit().await
