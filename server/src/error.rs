@@ -23,6 +23,63 @@ pub struct Problem {
     pub code: String,
 }
 
+// The problems many operations share, declared once for the OpenAPI document: a route lists
+// the sets its extractors and checks produce (`responses((status = 200, ..), AuthProblems,
+// JsonBodyProblems)`) next to its own outcomes, so every route documents an extractor's
+// rejections the same way (scripts/fuzz-api checks them against the running server).
+
+/// What every operation behind a bearer token can answer besides its own outcomes.
+#[derive(utoipa::IntoResponses)]
+pub enum AuthProblems {
+    /// No bearer token, or one that is unknown, revoked, expired or of the wrong kind.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The database did not answer in time; retry shortly.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// [`AuthProblems`], and 403 for a valid token without the admin role.
+#[derive(utoipa::IntoResponses)]
+pub enum AdminProblems {
+    /// No bearer token, or one that is unknown, revoked, expired or of the wrong kind.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The token is valid but this operation needs an admin token.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// The database did not answer in time; retry shortly.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// What the JSON body extractor ([`crate::extract::ApiJson`]) and the checks after it answer.
+#[derive(utoipa::IntoResponses)]
+pub enum JsonBodyProblems {
+    /// The path, query or body is malformed (e.g. an id that is not a UUID, or invalid JSON).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// The body is larger than the server accepts.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not sent as `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// The body is JSON but not of the documented shape, or its values are invalid.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+}
+
+/// What the path and query extractors ([`crate::extract::ApiPath`], [`crate::extract::ApiQuery`])
+/// answer when a parameter does not parse.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 400,
+    description = "The path, query or body is malformed (e.g. an id that is not a UUID, or invalid JSON).",
+    content_type = "application/problem+json"
+)]
+pub struct BadRequest(pub Problem);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]

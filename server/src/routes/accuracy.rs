@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::NewSampleSet;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::api_keys::check_label;
 use crate::routes::spaces::space_in_body;
@@ -64,9 +64,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     security(("bearer" = [])),
     responses(
         (status = 201, body = SampleSet),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,8 +140,8 @@ pub async fn create(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = SampleSet),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,

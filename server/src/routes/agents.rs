@@ -25,7 +25,9 @@ use crate::db::{
     AgentRow, DeviceRow, Enrollment, EnrollmentTokenRow, JobRow, LeaseCheck, NewMeasurement,
     TokenRefusal,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{
+    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem,
+};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::api_keys::check_label;
 
@@ -117,9 +119,7 @@ fn check_labels(labels: &[String]) -> ApiResult<()> {
 #[utoipa::path(post, path = "/v1/enrollment-tokens", tag = "agents", request_body = CreateEnrollmentToken,
     security(("bearer" = [])),
     responses((status = 201, body = CreatedEnrollmentToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems, JsonBodyProblems))]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,8 +167,7 @@ pub async fn create_token(
 /// Lists enrollment tokens (never the secrets).
 #[utoipa::path(get, path = "/v1/enrollment-tokens", tag = "agents", security(("bearer" = [])),
     responses((status = 200, body = Vec<EnrollmentToken>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -189,9 +188,8 @@ pub async fn list_tokens(
 #[utoipa::path(delete, path = "/v1/enrollment-tokens/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = EnrollmentToken),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AdminProblems, BadRequest))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -376,8 +374,7 @@ pub fn device_frameworks(reports: &[Option<serde_json::Value>]) -> Vec<DeviceFra
 #[utoipa::path(post, path = "/v1/agents/enroll", tag = "agents",
     request_body(content = Object, description = "`{token, name?, fingerprint, frameworks?}`; the fingerprint as `gpulut-agent info --json` prints it; `frameworks`: `[{name, version, available, detail?}]`, what the agent can measure with (an agent that sends none counts as running only `wgpu-direct` and `wgpu-fused`)"),
     responses((status = 201, description = "`{agent_id, device_id, device_name, token, cadence}`", body = Object),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn enroll(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<EnrollRequest>,
@@ -451,8 +448,7 @@ pub async fn enroll(
 #[utoipa::path(post, path = "/v1/agents/heartbeat", tag = "agents", security(("bearer" = [])),
     request_body(content = Object, description = "`{agent_version?, state?, frameworks?}`; a `frameworks` list replaces the agent's last report, none keeps it"),
     responses((status = 200, description = "`{cadence}`", body = Object),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -510,7 +506,7 @@ fn job_message(row: &JobRow, lease_s: f64) -> ApiResult<Job> {
     request_body(content = Object, description = "`{wait_s?}`"),
     responses((status = 200, description = "a job with its lease", body = Object),
         (status = 204, description = "no job within the wait"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn claim(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -588,7 +584,8 @@ fn lease_refusal(job: Uuid, check: &LeaseCheck) -> Option<ApiError> {
     responses((status = 200, description = "`{lease_expires_at}`", body = Object),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 410, body = Problem, content_type = "application/problem+json")))]
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, JsonBodyProblems))]
 pub async fn renew(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -621,7 +618,8 @@ pub async fn renew(
     responses((status = 204, description = "released"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 410, body = Problem, content_type = "application/problem+json")))]
+        (status = 410, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, JsonBodyProblems))]
 pub async fn release(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -764,8 +762,7 @@ fn check_upload(
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 410, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn result(
     State(state): State<AppState>,
     agent: AgentCaller,
@@ -882,8 +879,7 @@ impl From<AgentRow> for Agent {
 /// Lists enrolled agents.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", security(("bearer" = [])),
     responses((status = 200, body = Vec<Agent>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems))]
 pub async fn list_agents(
     State(state): State<AppState>,
     caller: Caller,
@@ -904,9 +900,8 @@ pub async fn list_agents(
 #[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Agent),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AdminProblems, BadRequest))]
 pub async fn revoke_agent(
     State(state): State<AppState>,
     caller: Caller,
@@ -986,7 +981,7 @@ fn device(state: &AppState, r: DeviceRow) -> Device {
 /// Lists devices.
 #[utoipa::path(get, path = "/v1/devices", tag = "agents", security(("bearer" = [])),
     responses((status = 200, body = Vec<Device>),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems))]
 pub async fn list_devices(
     State(state): State<AppState>,
     _caller: Caller,
@@ -1003,7 +998,7 @@ pub struct CreateDevice {
     pub labels: Vec<String>,
     /// What is known of the device (free-form; agents report the full fingerprint).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub fingerprint: Option<serde_json::Value>,
 }
 
@@ -1011,9 +1006,7 @@ pub struct CreateDevice {
 /// (`POST /v1/tables/{device}/{framework}/import`).
 #[utoipa::path(post, path = "/v1/devices", tag = "agents", request_body = CreateDevice, security(("bearer" = [])),
     responses((status = 201, body = Device),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems, JsonBodyProblems))]
 pub async fn create_device(
     State(state): State<AppState>,
     caller: Caller,
@@ -1045,8 +1038,8 @@ pub async fn create_device(
 #[utoipa::path(get, path = "/v1/devices/{id}", tag = "agents", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Device),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get_device(
     State(state): State<AppState>,
     _caller: Caller,

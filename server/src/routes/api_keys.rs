@@ -12,7 +12,9 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Caller, Identity, Role, new_token};
 use crate::db::{ApiKeyRow, NewApiKey};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{
+    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem,
+};
 use crate::extract::{ApiJson, ApiPath};
 
 /// Prefix of every API key, so keys are recognisable in logs and secret scanners.
@@ -84,9 +86,7 @@ pub fn check_label(label: &str) -> ApiResult<String> {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "created", body = CreatedApiKey),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems, JsonBodyProblems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,8 +133,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<ApiKey>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
     caller.require_admin()?;
     let keys = state.db.api_keys().await?;
@@ -146,9 +145,8 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     params(("id" = Uuid, Path, description = "the key's id")),
     responses(
         (status = 200, description = "revoked", body = ApiKey),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AdminProblems, BadRequest))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -236,7 +234,7 @@ pub struct WhoAmI {
 #[utoipa::path(get, path = "/v1/whoami", tag = "api-keys", security(("bearer" = [])),
     responses(
         (status = 200, body = WhoAmI),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems))]
 pub async fn whoami(identity: Identity) -> Json<WhoAmI> {
     Json(match identity {
         Identity::Bootstrap => WhoAmI {

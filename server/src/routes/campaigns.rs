@@ -14,7 +14,9 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::{CampaignRow, NewCampaign, NewJob};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{
+    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem,
+};
 use crate::extract::{ApiJson, ApiPath};
 use crate::routes::spaces::space_in_body;
 
@@ -111,7 +113,7 @@ pub struct Campaign {
     pub frameworks: Vec<String>,
     #[schema(value_type = Object)]
     pub protocol: serde_json::Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub validation: Option<serde_json::Value>,
     pub progress: CampaignProgress,
     pub failure_reason: Option<String>,
@@ -244,10 +246,7 @@ async fn view(state: &AppState, row: CampaignRow) -> ApiResult<Campaign> {
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns", request_body = CreateCampaign,
     security(("bearer" = [])),
     responses((status = 201, body = Campaign),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AdminProblems, JsonBodyProblems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -431,7 +430,7 @@ pub async fn create(
 /// Lists campaigns, newest first.
 #[utoipa::path(get, path = "/v1/campaigns", tag = "campaigns", security(("bearer" = [])),
     responses((status = 200, body = Vec<Campaign>),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -447,8 +446,8 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Campaign),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -464,9 +463,8 @@ pub async fn get(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Campaign),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AdminProblems, BadRequest))]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

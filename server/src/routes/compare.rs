@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::DeviceRef;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::spaces::load_space;
 use crate::routes::tables::resolve_table;
@@ -171,10 +171,9 @@ async fn load_table(
 #[utoipa::path(get, path = "/v1/tables/compare", tag = "tables", security(("bearer" = [])),
     params(CompareQuery),
     responses((status = 200, body = Comparison),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn compare(
     State(state): State<AppState>,
     _caller: Caller,
@@ -382,10 +381,9 @@ fn measured(
 #[utoipa::path(get, path = "/v1/devices/{device}/framework-scatter", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path, description = "device id or unique name"), ScatterQuery),
     responses((status = 200, body = FrameworkScatter),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn framework_scatter(
     State(state): State<AppState>,
     _caller: Caller,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::SearchRow;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::searches::{SearchPlan, SearchRequest};
 
@@ -159,9 +159,7 @@ fn status(row: SearchRow, history: Option<&serde_json::Value>) -> SearchStatus {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "queued", body = Created),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -190,8 +188,7 @@ pub async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<SearchStatus>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, BadRequest))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -221,8 +218,8 @@ pub async fn list(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 200, body = SearchStatus),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -238,8 +235,8 @@ pub async fn get(
     params(("id" = Uuid, Path)), security(("bearer" = [])),
     responses(
         (status = 202, body = SearchStatus),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn cancel(
     State(state): State<AppState>,
     _caller: Caller,
@@ -258,8 +255,8 @@ pub async fn cancel(
     params(("id" = Uuid, Path), FrontQuery), security(("bearer" = [])),
     responses(
         (status = 200, body = Front),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn front(
     State(state): State<AppState>,
     _caller: Caller,

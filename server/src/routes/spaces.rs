@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// Most architectures one analyze request may carry.
@@ -147,7 +147,7 @@ fn summarize(space: &SearchSpace, builtin: bool) -> SpaceSummary {
 #[utoipa::path(get, path = "/v1/spaces", tag = "spaces", security(("bearer" = [])),
     responses(
         (status = 200, body = Vec<SpaceSummary>),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -170,8 +170,8 @@ pub async fn list(
     params(("space" = String, Path, description = "space name, e.g. moga-mbv3")),
     responses(
         (status = 200, body = SpaceDetail),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -212,9 +212,8 @@ pub async fn get(
     params(("space" = String, Path, description = "space name, e.g. moga-mbv3"), BlocksQuery),
     responses(
         (status = 200, body = SpaceBlocks),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn blocks(
     State(state): State<AppState>,
     _caller: Caller,
@@ -265,12 +264,8 @@ fn arch_spec(index: usize, value: serde_json::Value) -> ApiResult<ArchSpec> {
     request_body = AnalyzeRequest,
     responses(
         (status = 200, description = "one object per architecture with `arch`, `name` (references), `choices` (grid), `params`, `macs` and `blocks`", body = Vec<ArchAnalysis>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn analyze(
     State(state): State<AppState>,
     _caller: Caller,

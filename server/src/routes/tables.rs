@@ -20,7 +20,9 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::cache::Rendered;
 use crate::db::{DeviceRef, EntryDetailRow, ImportRefusal, ImportedSeries};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{
+    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem,
+};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::spaces::{MAX_ARCHS_PER_REQUEST, load_space, space_in_body};
 
@@ -41,7 +43,7 @@ pub struct TableSummary {
     pub last_measured_at: Option<DateTime<Utc>>,
     /// Calibrated, out-of-sample accuracy on whole networks (`within_5pct`, `within_10pct`,
     /// `rmse_ms`, `mean_bias`, `networks`); null before any validation.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub validation: Option<serde_json::Value>,
 }
 
@@ -186,7 +188,7 @@ pub(crate) async fn resolve_table(
 /// Lists latency tables: every (device, framework, space) with entries.
 #[utoipa::path(get, path = "/v1/tables", tag = "tables", security(("bearer" = [])),
     responses((status = 200, body = Vec<TableSummary>),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -245,10 +247,12 @@ fn csv(table: &Table) -> String {
 /// One latency table, as JSON or CSV.
 #[utoipa::path(get, path = "/v1/tables/{device}/{framework}", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path, description = "device id (or unique name)"), ("framework" = String, Path), TableQuery),
-    responses((status = 200, body = Table),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses(
+        (status = 200, description = "the table, in the `format` asked for; an `ETag` header names its content",
+            content((Table = "application/json"), (String = "text/csv"), (String = "application/yaml"))),
+        (status = 304, description = "not modified: the `If-None-Match` header names the current ETag"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -395,8 +399,8 @@ pub struct SpaceQuery {
 #[utoipa::path(get, path = "/v1/tables/{device}/{framework}/entries/{key}", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path), ("framework" = String, Path), ("key" = String, Path, description = "block key"), SpaceQuery),
     responses((status = 200, body = Entry),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn entry(
     State(state): State<AppState>,
     _caller: Caller,
@@ -453,9 +457,8 @@ pub struct BlockMs {
 #[utoipa::path(get, path = "/v1/tables/{device}/{framework}/matrix", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
     responses((status = 200, body = Matrix),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn matrix(
     State(state): State<AppState>,
     _caller: Caller,
@@ -521,9 +524,8 @@ pub async fn matrix(
     params(("device" = String, Path), ("framework" = String, Path)),
     request_body = PredictRequest,
     responses((status = 200, body = Vec<PredictionOut>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn predict(
     State(state): State<AppState>,
     _caller: Caller,
@@ -743,13 +745,11 @@ fn parse_import_csv(text: &str) -> ApiResult<Vec<ImportRow>> {
     params(("device" = String, Path), ("framework" = String, Path, description = "the tool's framework name, e.g. ncnn-vulkan"), ImportQuery),
     request_body(content = ImportRequest, description = "JSON, or text/csv"),
     responses((status = 201, body = ImportAck),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        AdminProblems, BadRequest))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -938,8 +938,8 @@ pub struct Validation {
 #[utoipa::path(get, path = "/v1/tables/{device}/{framework}/validation", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
     responses((status = 200, body = Validation),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        AuthProblems, BadRequest))]
 pub async fn validation(
     State(state): State<AppState>,
     _caller: Caller,
@@ -1007,8 +1007,7 @@ pub struct FleetPrediction {
 #[utoipa::path(post, path = "/v1/predict", tag = "tables", security(("bearer" = [])),
     request_body = FleetPredictRequest,
     responses((status = 200, body = Vec<FleetPrediction>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        AuthProblems, JsonBodyProblems))]
 pub async fn predict_fleet(
     State(state): State<AppState>,
     _caller: Caller,
