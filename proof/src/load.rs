@@ -13,7 +13,6 @@ use gpulut_tables::space::{MOGA_MBV3, SearchSpace};
 use rand::Rng;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
-use tokio::sync::Mutex;
 
 use crate::agent::{AgentOptions, FRAMEWORK, Fleet};
 use crate::report::{CountCheck, LoadReport, markdown};
@@ -32,8 +31,11 @@ pub struct LoadArgs {
     pub database_url: String,
     #[arg(long, default_value_t = 1000)]
     pub agents: usize,
-    #[arg(long, default_value_t = 20)]
-    pub devices: usize,
+    /// Distinct simulated devices (default: one per agent). The server keeps one live agent per
+    /// device (enrolling revokes the device's earlier agent), so fewer devices than agents
+    /// would leave only one agent per device running: refused.
+    #[arg(long)]
+    pub devices: Option<usize>,
     /// How long the load runs once set up.
     #[arg(long, default_value_t = 60.0)]
     pub seconds: f64,
@@ -96,11 +98,12 @@ impl Admin {
         Ok(serde_json::from_str(&text)?)
     }
 
-    async fn campaign(&self, device: &str, batch: usize) -> anyhow::Result<(String, i64)> {
+    /// A campaign over every device with the load's label: each gets its own jobs.
+    async fn campaign(&self, label: &str, batch: usize) -> anyhow::Result<(String, i64)> {
         let c = self
             .post(
                 "/v1/campaigns",
-                &json!({"space": MOGA_MBV3, "device": device, "frameworks": [FRAMEWORK],
+                &json!({"space": MOGA_MBV3, "device": {"labels": [label]}, "frameworks": [FRAMEWORK],
                         "batch_size": batch, "force": true}),
             )
             .await?;
@@ -121,7 +124,7 @@ fn prediction_archs() -> Vec<Value> {
         .collect();
     let choices = space.choices().len();
     for c in gpulut_tables::sample::random_choices(space.layers().len(), choices, 16, 7) {
-        archs.push(json!(c));
+        archs.push(json!({ "choices": c }));
     }
     archs
 }
@@ -216,11 +219,21 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         server: server.clone(),
         token: args.admin_token.clone(),
     };
-    let devices = args.devices.max(1).min(args.agents.max(1));
+    let devices = args.devices.unwrap_or(args.agents).max(1);
+    if devices < args.agents {
+        bail!(
+            "{} agents need {} devices: the server keeps one live agent per device (enrolling \
+             revokes the device's earlier agent)",
+            args.agents,
+            args.agents
+        );
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let label = format!("proof-load-{run_id}");
     let token = admin
         .post(
             "/v1/enrollment-tokens",
-            &json!({"label": "proof-load", "max_uses": args.agents + 1}),
+            &json!({"label": label, "max_uses": args.agents + 1, "device_labels": [label]}),
         )
         .await
         .context("creating the enrollment token")?;
@@ -228,7 +241,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let prefix = args
         .fingerprint_prefix
         .clone()
-        .unwrap_or_else(|| format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        .unwrap_or_else(|| format!("load-{run_id}"));
     let mut opts = AgentOptions::new(&server, &token, args.agents, devices);
     opts.fingerprint_prefix = prefix;
     opts.samples = args.samples;
@@ -262,17 +275,19 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     }
     tracing::info!(after_s = t.elapsed().as_secs_f64(), "all agents enrolled");
 
-    // Campaigns: enough queued jobs for every agent of a device to have work, topped up while
-    // the load runs.
-    let per_device = args.agents.div_ceil(devices);
-    let campaigns: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    for d in &device_ids {
-        let (id, jobs) = admin.campaign(d, args.batch_size).await?;
-        if jobs == 0 {
-            bail!("campaign {id} for device {d} has no jobs");
-        }
-        campaigns.lock().await.push((d.clone(), id));
+    // Campaigns: one over all the load's devices to start, another whenever the newest has
+    // fewer queued jobs left than there are devices.
+    let mut campaigns: Vec<String> = Vec::new();
+    let (first, jobs) = admin.campaign(&label, args.batch_size).await?;
+    if jobs < devices as i64 {
+        bail!("campaign {first} has {jobs} jobs for {devices} devices");
     }
+    campaigns.push(first);
+    tracing::info!(
+        jobs,
+        after_s = t.elapsed().as_secs_f64(),
+        "first campaign created"
+    );
 
     let recorder = Arc::new(Recorder::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -292,32 +307,22 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let deadline = load_start + Duration::from_secs_f64(args.seconds);
     let mut feeder_errors = 0u32;
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
-        // Top up: a device whose newest campaign has fewer queued jobs than agents gets another.
-        let newest: Vec<(String, String)> = {
-            let all = campaigns.lock().await;
-            let mut last = std::collections::BTreeMap::new();
-            for (d, c) in all.iter() {
-                last.insert(d.clone(), c.clone());
+        tokio::time::sleep(Duration::from_secs(2).min(deadline - Instant::now())).await;
+        let newest = campaigns.last().cloned().unwrap_or_default();
+        let queued = match admin.get(&format!("/v1/campaigns/{newest}")).await {
+            Ok(v) => v["progress"]["queued"].as_i64().unwrap_or(0),
+            Err(e) => {
+                tracing::warn!("reading campaign {newest}: {e:#}");
+                feeder_errors += 1;
+                continue;
             }
-            last.into_iter().collect()
         };
-        for (d, c) in newest {
-            let queued = match admin.get(&format!("/v1/campaigns/{c}")).await {
-                Ok(v) => v["progress"]["queued"].as_i64().unwrap_or(0),
+        if queued < devices as i64 {
+            match admin.campaign(&label, args.batch_size).await {
+                Ok((id, _)) => campaigns.push(id),
                 Err(e) => {
-                    tracing::warn!("reading campaign {c}: {e:#}");
+                    tracing::warn!("topping up: {e:#}");
                     feeder_errors += 1;
-                    continue;
-                }
-            };
-            if queued < 2 * per_device as i64 {
-                match admin.campaign(&d, args.batch_size).await {
-                    Ok((id, _)) => campaigns.lock().await.push((d, id)),
-                    Err(e) => {
-                        tracing::warn!("topping up device {d}: {e:#}");
-                        feeder_errors += 1;
-                    }
                 }
             }
         }
@@ -331,12 +336,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let fleet = Arc::try_unwrap(fleet).map_err(|_| anyhow::anyhow!("the fleet is still shared"))?;
     let agent_stats = fleet.shutdown(Duration::from_secs(60)).await;
 
-    let campaign_ids: Vec<String> = campaigns
-        .lock()
-        .await
-        .iter()
-        .map(|(_, c)| c.clone())
-        .collect();
+    let campaign_ids = campaigns;
     let (db_series, db_samples, db_done) = db_counts(&args.database_url, &campaign_ids).await?;
     let counts = CountCheck {
         acked_series: agent_stats.series_stored + agent_stats.series_stored_duplicate,
