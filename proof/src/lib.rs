@@ -5,3 +5,7 @@ pub mod agent;
 pub mod load;
 pub mod report;
 pub mod stats;
+
+pub mod faults;
+pub mod procs;
+pub mod proxy;
