@@ -127,6 +127,7 @@ impl ApiError {
         match self {
             Self::Client { status, .. } => *status,
             Self::Database(sqlx::Error::PoolTimedOut) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(e) if unstorable_text(e) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +139,11 @@ impl ApiError {
             Self::Database(sqlx::Error::PoolTimedOut) => (
                 "unavailable",
                 "the database is not answering; try again shortly".to_string(),
+            ),
+            Self::Database(e) if unstorable_text(e) => (
+                "invalid_text",
+                "a text value holds a NUL character (\\u0000), which cannot be stored or looked up; remove it"
+                    .to_string(),
             ),
             Self::Database(_) | Self::Internal(_) => (
                 "internal",
@@ -216,6 +222,15 @@ impl From<gpulut_tables::ArchError> for ApiError {
     fn from(e: gpulut_tables::ArchError) -> Self {
         Self::unprocessable("invalid_architecture", e.to_string())
     }
+}
+
+/// Postgres refuses NUL in `text` (22021) and `\u0000` in `jsonb` (22P05). Every string of a
+/// request can reach a query as a value or a lookup key, so this is the client's bad input
+/// wherever it happens (the failed statement's transaction rolls back), not a server fault.
+fn unstorable_text(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22021" || c == "22P05")
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -29,7 +29,9 @@ pub const MAX_JOBS: usize = 10_000;
 
 /// Which devices: one by id (or unique name), or every device carrying all the labels.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(untagged)]
+// Unknown fields refused: an untagged enum otherwise drops them silently, so a mistyped
+// selector (`{"labels": [..], "all": true}`) would quietly mean something else.
+#[serde(untagged, deny_unknown_fields)]
 pub enum DeviceSelector {
     One(String),
     Labels { labels: Vec<String> },
@@ -364,6 +366,11 @@ pub async fn create(
         }
     };
 
+    if blocks.is_empty() && networks.is_empty() {
+        return Err(invalid(
+            "nothing to measure: `blocks` is empty and there is no `validation` (leave `blocks` out to measure every block)",
+        ));
+    }
     let mut jobs = Vec::new();
     for &device in &devices {
         for f in &frameworks {

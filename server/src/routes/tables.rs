@@ -775,10 +775,12 @@ pub async fn import(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let req = if content_type.starts_with("application/json") {
+    // The media type exactly (parameters such as charset aside): `application/jsonx` is not JSON.
+    let media_type = content_type.split(';').next().unwrap_or_default().trim();
+    let req = if media_type == "application/json" {
         let de = &mut serde_json::Deserializer::from_slice(&body);
         parse_import_json(de)?
-    } else if content_type.starts_with("text/csv") {
+    } else if media_type == "text/csv" {
         let text =
             std::str::from_utf8(&body).map_err(|_| invalid_import("the CSV is not UTF-8"))?;
         ImportRequest {
@@ -899,22 +901,26 @@ pub async fn import(
 fn parse_import_json<'de, R: serde_json::de::Read<'de>>(
     de: &mut serde_json::Deserializer<R>,
 ) -> ApiResult<ImportRequest> {
-    <ImportRequest as Deserialize>::deserialize(de).map_err(|e| {
-        let status = if e.is_syntax() || e.is_eof() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        ApiError::new(
-            status,
-            if e.is_syntax() || e.is_eof() {
-                "malformed_json"
+    // Trailing data after the document (a second document, garbage) is refused like axum's
+    // `Json` refuses it, not silently dropped.
+    <ImportRequest as Deserialize>::deserialize(&mut *de)
+        .and_then(|req| de.end().map(|()| req))
+        .map_err(|e| {
+            let status = if e.is_syntax() || e.is_eof() {
+                StatusCode::BAD_REQUEST
             } else {
-                "invalid_body"
-            },
-            e.to_string(),
-        )
-    })
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            ApiError::new(
+                status,
+                if e.is_syntax() || e.is_eof() {
+                    "malformed_json"
+                } else {
+                    "invalid_body"
+                },
+                e.to_string(),
+            )
+        })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
