@@ -264,9 +264,10 @@ fn prepare(group: &str, case: &Case, ids: &Ids, hostile: &[Hostile]) -> Vec<Prep
         );
         if case.path.contains("{hostile}") {
             for h in hostile {
-                let path = case
-                    .path
-                    .replace("{hostile}", &percent_encode(&truncate(&fill(&h.value, ids))));
+                let path = case.path.replace(
+                    "{hostile}",
+                    &percent_encode(&truncate(&fill(&h.value, ids))),
+                );
                 variants.push((
                     format!("{} [path: {}]", case.name, h.name),
                     path,
@@ -445,9 +446,7 @@ async fn check(app: &TestApp, p: &Prepared, tokens: &BTreeMap<&str, String>) -> 
             .and_then(|s| s.parse::<u16>().ok());
         return match status {
             None => None,
-            Some(s) if (400..500).contains(&s) && raw.contains("application/problem+json") => {
-                None
-            }
+            Some(s) if (400..500).contains(&s) && raw.contains("application/problem+json") => None,
             Some(s) => Some(format!("status {s}: {}", short(&raw))),
         };
     }
@@ -559,7 +558,10 @@ async fn seed(app: &TestApp) -> (Ids, BTreeMap<&'static str, String>) {
         ("enroll_token", enroll_token),
         ("missing_uuid", uuid::Uuid::new_v4().to_string()),
     ]);
-    (Ids { vars }, BTreeMap::from([("user", user), ("agent", agent)]))
+    (
+        Ids { vars },
+        BTreeMap::from([("user", user), ("agent", agent)]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,7 +656,8 @@ async fn the_bad_input_corpus_is_refused_without_writes() {
     );
     if let Ok(dir) = std::env::var("GPULUT_PROOF_OUT") {
         std::fs::create_dir_all(&dir).unwrap();
-        let out = json!({"cases": prepared.len(), "failures": failures.len(), "by_group": by_group});
+        let out =
+            json!({"cases": prepared.len(), "failures": failures.len(), "by_group": by_group});
         std::fs::write(
             Path::new(&dir).join("bad_input.json"),
             serde_json::to_vec_pretty(&out).unwrap(),
