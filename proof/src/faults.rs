@@ -82,8 +82,9 @@ pub struct FaultsArgs {
     /// Simulated agents (one process).
     #[arg(long, default_value_t = 4)]
     pub agents: usize,
-    /// Devices the agents share.
-    #[arg(long, default_value_t = 2)]
+    /// Devices the agents run on. One agent per device is the real setup: enrolling a device
+    /// again revokes its earlier agents, so agents sharing a device knock each other out.
+    #[arg(long, default_value_t = 4)]
     pub devices: usize,
     /// Samples per timed series.
     #[arg(long, default_value_t = 30)]
@@ -839,9 +840,11 @@ async fn campaign_scenario(
             let base = spec.base();
             let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
             let watcher = tokio::spawn(async move {
-                let mut statuses: Vec<Option<u16>> = Vec::new();
+                let mut statuses: Vec<(Option<u16>, f64)> = Vec::new();
                 loop {
-                    statuses.push(readyz(&watch_http, &base).await);
+                    let t = Instant::now();
+                    let status = readyz(&watch_http, &base).await;
+                    statuses.push((status, t.elapsed().as_secs_f64()));
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = stop_rx.changed() => break,
@@ -869,7 +872,11 @@ async fn campaign_scenario(
             );
             report.note(
                 "readyz_not_200_seen",
-                statuses.iter().filter(|s| **s != Some(200)).count(),
+                statuses.iter().filter(|s| s.0 != Some(200)).count(),
+            );
+            report.note(
+                "readyz_slowest_s",
+                round2(statuses.iter().map(|s| s.1).fold(0.0, f64::max)),
             );
             report.check(server.exited().is_none(), || {
                 "the server exited after the Postgres restart".into()
@@ -932,6 +939,13 @@ async fn campaign_scenario(
             report.note("proxy", proxy.stats());
         }
         Scenario::SearchWorkerKilled => unreachable!("not a campaign scenario"),
+    }
+
+    // Fewer rows right after the fault than before it: commits the crash took back (a
+    // throwaway cluster runs without fsync and synchronous commit). The jobs' states are
+    // rolled back in the same transactions, so those items must be measured again.
+    if let Some(at) = report.at_fault.filter(|&at| at < before) {
+        report.note("rows_rolled_back_by_fault", before - at);
     }
 
     // The campaign must now finish by itself.
@@ -1059,11 +1073,58 @@ async fn campaign_scenario(
     report.counts = Some(c);
     let _ = server.stop(Duration::from_secs(15)).await;
     db.close().await;
+    check_server_errors(report, &logs);
     Ok(())
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// Server error answers (status -> count) in the server logs of a scenario, from the request
+/// tracing's failure lines. 503 is the honest answer while Postgres is away; 500 means an
+/// internal error escaped, which a fault must never cause.
+fn server_errors(logs: &Path) -> std::collections::BTreeMap<u16, usize> {
+    let mut found = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(logs) else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("server-") || name.starts_with("worker-")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let Some(c) = v["fields"]["classification"].as_str() else {
+                continue;
+            };
+            if let Some(code) = c
+                .strip_prefix("Status code: ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse::<u16>().ok())
+            {
+                *found.entry(code).or_insert(0) += 1;
+            }
+        }
+    }
+    found
+}
+
+/// Notes the server's 5xx answers and fails the scenario on any 500.
+fn check_server_errors(report: &mut ScenarioReport, logs: &Path) {
+    let errors = server_errors(logs);
+    let internal = errors.get(&500).copied().unwrap_or(0);
+    report.note("server_5xx", &errors);
+    report.check(internal == 0, || {
+        format!(
+            "the server answered 500 (internal error) {internal} times; see {}",
+            logs.display()
+        )
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1273,7 +1334,10 @@ async fn search_worker_killed(
     });
     report.check(!ma.is_empty(), || "the resumed front is empty".into());
     // serde_json's maps are ordered by key, so equal text is equal canonical JSON.
-    report.check(fa["front"].to_string() == fb["front"].to_string(), || {
+    let canonical_a = serde_json::to_string(&fa["front"])?;
+    let canonical_b = serde_json::to_string(&fb["front"])?;
+    report.note("front_json_bytes", canonical_a.len());
+    report.check(canonical_a == canonical_b, || {
         format!(
             "the resumed front differs from the uninterrupted one ({} vs {} members, {} missing)",
             ma.len(),
@@ -1296,6 +1360,7 @@ async fn search_worker_killed(
     }
     let _ = w2.stop(Duration::from_secs(10)).await;
     let _ = server.stop(Duration::from_secs(15)).await;
+    check_server_errors(report, &logs);
     Ok(())
 }
 
