@@ -38,6 +38,7 @@ fn statistic(s: Option<&str>) -> ApiResult<Statistic> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CompareQuery {
     /// The space whose blocks are compared (default `moga-mbv3`).
@@ -288,6 +289,7 @@ pub async fn compare(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScatterQuery {
     /// The space the architectures are drawn from (default `moga-mbv3`).

@@ -62,6 +62,7 @@ pub struct SearchStatus {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only searches in this state.
@@ -71,6 +72,7 @@ pub struct ListQuery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FrontQuery {
     /// Include each member's per-table, per-block latency breakdown (default true).

@@ -66,6 +66,7 @@ pub struct SpaceBlocks {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct BlocksQuery {
     /// Only blocks of this part: `stem`, `choice` or `head`.

@@ -104,6 +104,7 @@ pub struct Table {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TableQuery {
     /// The space (default `moga-mbv3`).
@@ -387,6 +388,7 @@ fn ofa_yaml(table: &Table, space: &gpulut_tables::SearchSpace) -> String {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceQuery {
     /// The space (default `moga-mbv3`).
@@ -663,6 +665,7 @@ pub struct ImportRow {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// For CSV bodies: the space.
