@@ -388,6 +388,12 @@ pub async fn enroll(
         f.gpu.backend.as_str(),
         f.gpu.device_type.as_str(),
         f.agent_version.as_str(),
+        f.model.as_deref().unwrap_or_default(),
+        f.manufacturer.as_deref().unwrap_or_default(),
+        f.soc.as_deref().unwrap_or_default(),
+        f.hardware_id.as_deref().unwrap_or_default(),
+        f.os_version.as_deref().unwrap_or_default(),
+        f.gpu.api_version.as_deref().unwrap_or_default(),
     ];
     if texts.iter().any(|t| !text_ok(t, 256))
         || f.os.is_empty()

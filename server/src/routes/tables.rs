@@ -820,6 +820,16 @@ pub async fn import(
             "`framework_version` must be 1-64 characters",
         ));
     }
+    // `tool` is kept with every imported measurement, so its size is multiplied by the rows.
+    if req
+        .tool
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > 200 || t.chars().any(char::is_control))
+    {
+        return Err(invalid_import(
+            "`tool` must be at most 200 characters with no control characters",
+        ));
+    }
     let d = state.db.find_device(&device).await?.ok_or_else(|| {
         ApiError::not_found(
             "no_such_device",
