@@ -367,13 +367,15 @@ pub fn markdown(reports: &[ScenarioReport]) -> String {
     md
 }
 
-/// `key=value` pairs of a scenario's detail object, scalars only.
+/// `key value` pairs of a scenario's detail object; objects only when they are short (error
+/// tallies, proxy counters), so a line stays readable.
 fn summary(detail: &Value) -> String {
     let Some(map) = detail.as_object() else {
         return String::new();
     };
     map.iter()
-        .filter(|(_, v)| !v.is_object() && !v.is_array())
+        .map(|(k, v)| (k, v.to_string()))
+        .filter(|(_, v)| v.len() <= 120)
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
