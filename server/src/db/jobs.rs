@@ -313,6 +313,28 @@ impl Db {
         Ok(Ok(job))
     }
 
+    /// Whether the agent is still live and its device has a job to hand out now: one read-only
+    /// statement, so a long poll can wait without a write transaction per round. The claim
+    /// itself decides (another agent may take the job first).
+    pub async fn claim_outlook(
+        &self,
+        device: Uuid,
+        agent: Uuid,
+    ) -> Result<(bool, bool), sqlx::Error> {
+        let (live, ready): (Option<bool>, bool) = sqlx::query_as(
+            "SELECT (SELECT revoked_at IS NULL FROM agents WHERE id = $2),
+                    EXISTS (SELECT 1 FROM jobs j JOIN campaigns c ON c.id = j.campaign_id
+                            WHERE j.device_id = $1 AND c.state IN ('queued', 'running')
+                              AND (j.state = 'queued'
+                                   OR (j.state = 'leased' AND j.lease_expires_at < now())))",
+        )
+        .bind(device)
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((live.unwrap_or(false), ready))
+    }
+
     async fn check_lease(
         tx: &mut sqlx::PgConnection,
         job: Uuid,

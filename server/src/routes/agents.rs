@@ -530,25 +530,48 @@ pub async fn claim(
         .db
         .heartbeat_agent(agent.agent_id, agent.device_id, None, None)
         .await?;
+    let revoked = || {
+        ApiError::unauthorized(
+            "this agent was revoked while it waited for a job; enroll again with a new enrollment token",
+        )
+    };
+    let mut pause = Duration::from_millis(250);
+    let mut first = true;
     loop {
-        let claimed = state
-            .db
-            .claim_job(agent.device_id, agent.agent_id, state.cadence.lease_s)
-            .await?
-            .map_err(|_| {
-                ApiError::unauthorized(
-                    "this agent was revoked while it waited for a job; enroll again with a new enrollment token",
-                )
-            })?;
-        if let Some(row) = claimed {
-            tracing::info!(job = %row.id, attempt = row.attempt, agent = %agent.agent_id, "job leased");
-            return Ok(Json(job_message(&row, state.cadence.lease_s)?).into_response());
+        // After the first round a read-only look decides whether a claim (a write transaction
+        // of several statements) is worth making: with 1,000 agents waiting, polling by claim
+        // exhausted the database pool.
+        let ready = first || {
+            let (live, ready) = state
+                .db
+                .claim_outlook(agent.device_id, agent.agent_id)
+                .await?;
+            if !live {
+                return Err(revoked());
+            }
+            ready
+        };
+        first = false;
+        if ready {
+            let claimed = state
+                .db
+                .claim_job(agent.device_id, agent.agent_id, state.cadence.lease_s)
+                .await?
+                .map_err(|_| revoked())?;
+            if let Some(row) = claimed {
+                tracing::info!(job = %row.id, attempt = row.attempt, agent = %agent.agent_id, "job leased");
+                return Ok(Json(job_message(&row, state.cadence.lease_s)?).into_response());
+            }
         }
         let now = Instant::now();
         if now >= deadline {
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        tokio::time::sleep((deadline - now).min(Duration::from_millis(250))).await;
+        // Rounds grow from 250 ms to 2 s, jittered, so waiting agents neither poll in lockstep
+        // nor each four times a second; a new job still goes out within about 2 s.
+        let round = pause.mul_f64(rand::random_range(0.75..1.25));
+        tokio::time::sleep((deadline - now).min(round)).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 
