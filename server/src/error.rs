@@ -80,6 +80,19 @@ pub enum JsonBodyProblems {
 )]
 pub struct BadRequest(pub Problem);
 
+/// [`BadRequest`], and 422 for operations that look up free text from the path or query
+/// (names, block keys, `DEVICE/FRAMEWORK` pairs): a value that parses but cannot be looked up,
+/// such as one with a NUL character, which Postgres cannot compare.
+#[derive(utoipa::IntoResponses)]
+pub enum ParamProblems {
+    /// The path, query or body is malformed (e.g. an id that is not a UUID, or invalid JSON).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// A path or query value parses but cannot be used (e.g. it holds a NUL character).
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::DeviceRef;
-use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, ParamProblems, Problem};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::routes::spaces::load_space;
 use crate::routes::tables::resolve_table;
@@ -174,7 +174,7 @@ async fn load_table(
     responses((status = 200, body = Comparison),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn compare(
     State(state): State<AppState>,
     _caller: Caller,
@@ -385,7 +385,7 @@ fn measured(
     responses((status = 200, body = FrameworkScatter),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn framework_scatter(
     State(state): State<AppState>,
     _caller: Caller,

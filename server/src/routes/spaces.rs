@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::Db;
-use crate::error::{ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem};
+use crate::error::{ApiError, ApiResult, AuthProblems, JsonBodyProblems, ParamProblems, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 
 /// Most architectures one analyze request may carry.
@@ -172,7 +172,7 @@ pub async fn list(
     responses(
         (status = 200, body = SpaceDetail),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -214,7 +214,7 @@ pub async fn get(
     responses(
         (status = 200, body = SpaceBlocks),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn blocks(
     State(state): State<AppState>,
     _caller: Caller,

@@ -21,7 +21,8 @@ use crate::auth::Caller;
 use crate::cache::Rendered;
 use crate::db::{DeviceRef, EntryDetailRow, ImportRefusal, ImportedSeries};
 use crate::error::{
-    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, Problem,
+    AdminProblems, ApiError, ApiResult, AuthProblems, BadRequest, JsonBodyProblems, ParamProblems,
+    Problem,
 };
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::routes::spaces::{MAX_ARCHS_PER_REQUEST, load_space, space_in_body};
@@ -249,11 +250,11 @@ fn csv(table: &Table) -> String {
 #[utoipa::path(get, path = "/v1/tables/{device}/{framework}", tag = "tables", security(("bearer" = [])),
     params(("device" = String, Path, description = "device id (or unique name)"), ("framework" = String, Path), TableQuery),
     responses(
-        (status = 200, description = "the table, in the `format` asked for; an `ETag` header names its content",
-            content((Table = "application/json"), (String = "text/csv"), (String = "application/yaml"))),
+        (status = 200, description = "the table, in the `format` asked for; an `ETag` header names its content. The OFA YAML maps block keys to `{count, mean, std}`, and is empty (null: only its header comment) for a table without entries",
+            content((Table = "application/json"), (String = "text/csv"), (serde_json::Value = "application/yaml"))),
         (status = 304, description = "not modified: the `If-None-Match` header names the current ETag"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -402,7 +403,7 @@ pub struct SpaceQuery {
     params(("device" = String, Path), ("framework" = String, Path), ("key" = String, Path, description = "block key"), SpaceQuery),
     responses((status = 200, body = Entry),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn entry(
     State(state): State<AppState>,
     _caller: Caller,
@@ -460,7 +461,7 @@ pub struct BlockMs {
     params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
     responses((status = 200, body = Matrix),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn matrix(
     State(state): State<AppState>,
     _caller: Caller,
@@ -958,7 +959,7 @@ pub struct Validation {
     params(("device" = String, Path), ("framework" = String, Path), SpaceQuery),
     responses((status = 200, body = Validation),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        AuthProblems, BadRequest))]
+        AuthProblems, ParamProblems))]
 pub async fn validation(
     State(state): State<AppState>,
     _caller: Caller,
