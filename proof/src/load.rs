@@ -303,38 +303,57 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             archs.clone(),
         )));
     }
-    let load_start = Instant::now();
-    let deadline = load_start + Duration::from_secs_f64(args.seconds);
-    let mut feeder_errors = 0u32;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_secs(2).min(deadline - Instant::now())).await;
-        let newest = campaigns.last().cloned().unwrap_or_default();
-        let queued = match admin.get(&format!("/v1/campaigns/{newest}")).await {
-            Ok(v) => v["progress"]["queued"].as_i64().unwrap_or(0),
-            Err(e) => {
-                tracing::warn!("reading campaign {newest}: {e:#}");
-                feeder_errors += 1;
-                continue;
-            }
-        };
-        if queued < devices as i64 {
-            match admin.campaign(&label, args.batch_size).await {
-                Ok((id, _)) => campaigns.push(id),
-                Err(e) => {
-                    tracing::warn!("topping up: {e:#}");
-                    feeder_errors += 1;
+    // The feeder tops up in the background, so a slow campaign creation (thousands of jobs
+    // inserted under load) neither stretches the timed part nor is cut off half-way: it is
+    // awaited after the agents stopped and its campaign counted.
+    let feeder_stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let stop = feeder_stop.clone();
+        let label = label.clone();
+        let batch = args.batch_size;
+        tokio::spawn(async move {
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..10 {
+                    if stop.load(Ordering::Relaxed) {
+                        return (campaigns, errors);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let newest = campaigns.last().cloned().unwrap_or_default();
+                let queued = match admin.get(&format!("/v1/campaigns/{newest}")).await {
+                    Ok(v) => v["progress"]["queued"].as_i64().unwrap_or(0),
+                    Err(e) => {
+                        tracing::warn!("reading campaign {newest}: {e:#}");
+                        errors += 1;
+                        continue;
+                    }
+                };
+                if queued < devices as i64 {
+                    match admin.campaign(&label, batch).await {
+                        Ok((id, _)) => campaigns.push(id),
+                        Err(e) => {
+                            tracing::warn!("topping up: {e:#}");
+                            errors += 1;
+                        }
+                    }
                 }
             }
-        }
-    }
+            (campaigns, errors)
+        })
+    };
+    let load_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
     let load_elapsed = load_start.elapsed();
     stop.store(true, Ordering::Relaxed);
+    feeder_stop.store(true, Ordering::Relaxed);
     for q in queries {
         q.await.ok();
     }
     tracing::info!("stopping the agents");
     let fleet = Arc::try_unwrap(fleet).map_err(|_| anyhow::anyhow!("the fleet is still shared"))?;
     let agent_stats = fleet.shutdown(Duration::from_secs(60)).await;
+    let (campaigns, feeder_errors) = feeder.await?;
 
     let campaign_ids = campaigns;
     let (db_series, db_samples, db_done) = db_counts(&args.database_url, &campaign_ids).await?;
@@ -350,7 +369,7 @@ pub async fn run(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     // endpoints over the timed part.
     let mut endpoints = agent_stats.endpoints.clone();
     endpoints.extend(recorder.summary(load_elapsed));
-    let errors = LoadReport::errors_of(&endpoints, &agent_stats) + u64::from(feeder_errors);
+    let errors = LoadReport::errors_of(&endpoints, &agent_stats) + feeder_errors;
     let passed = errors == 0 && counts.matches();
     let report = LoadReport {
         agents: args.agents,
