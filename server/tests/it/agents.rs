@@ -8,18 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::{ADMIN_TOKEN, TestApp, expect_problem, spawn_app};
-
-fn fingerprint(hardware_id: &str) -> Value {
-    json!({
-        "model": "Pixel Test", "manufacturer": "Google", "soc": "Tensor G2", "hardware_id": hardware_id,
-        "os": "android", "os_version": "14", "android_api_level": 34,
-        "gpu": {"name": "Mali-G710", "vendor_id": 5045, "device_id": 1, "device_type": "integrated-gpu",
-                "backend": "vulkan", "driver": "Mali", "driver_version": "r38", "api_version": "1.3.0",
-                "timestamp_query": true, "timestamp_period_ns": 1.0},
-        "agent_version": "0.1.0"
-    })
-}
+use crate::{ADMIN_TOKEN, TestApp, device_fingerprint, expect_problem, spawn_app};
 
 async fn enrollment_token(app: &TestApp, body: Value) -> String {
     let r = app
@@ -43,7 +32,7 @@ pub(crate) async fn enroll(app: &TestApp, hardware_id: &str) -> (String, String)
         .post_json(
             "/v1/agents/enroll",
             None,
-            &json!({"token": token, "fingerprint": fingerprint(hardware_id)}),
+            &json!({"token": token, "fingerprint": device_fingerprint(hardware_id)}),
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -204,7 +193,7 @@ async fn enrollment_keeps_devices_and_refuses_bad_tokens() {
         .post_json(
             "/v1/agents/enroll",
             None,
-            &json!({"token": once, "fingerprint": fingerprint("phone-2")}),
+            &json!({"token": once, "fingerprint": device_fingerprint("phone-2")}),
         )
         .await;
     assert_eq!(ok.status(), StatusCode::CREATED);
@@ -221,7 +210,7 @@ async fn enrollment_keeps_devices_and_refuses_bad_tokens() {
             app.post_json(
                 "/v1/agents/enroll",
                 None,
-                &json!({"token": token, "fingerprint": fingerprint("phone-3")}),
+                &json!({"token": token, "fingerprint": device_fingerprint("phone-3")}),
             )
             .await,
             StatusCode::UNAUTHORIZED,
@@ -230,7 +219,7 @@ async fn enrollment_keeps_devices_and_refuses_bad_tokens() {
         assert!(p["detail"].as_str().unwrap().contains(needle), "{p}");
     }
     // A fingerprint with missing fields.
-    let mut partial = fingerprint("phone-4");
+    let mut partial = device_fingerprint("phone-4");
     partial["gpu"].as_object_mut().unwrap().remove("backend");
     let token = enrollment_token(&app, json!({"label": "x"})).await;
     expect_problem(

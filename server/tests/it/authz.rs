@@ -16,7 +16,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::{ADMIN_TOKEN, TestApp, seed_entries, spawn_app};
+use crate::{ADMIN_TOKEN, TestApp, device_fingerprint, seed_entries, spawn_app};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -175,17 +175,6 @@ struct World {
     throwaways: usize,
 }
 
-fn fingerprint(hardware_id: &str) -> Value {
-    json!({
-        "model": "Matrix Phone", "manufacturer": "Test", "soc": "Test SoC", "hardware_id": hardware_id,
-        "os": "android", "os_version": "14",
-        "gpu": {"name": "Mali-G710", "vendor_id": 5045, "device_id": 1, "device_type": "integrated-gpu",
-                "backend": "vulkan", "driver": "Mali", "driver_version": "r38", "api_version": "1.3.0",
-                "timestamp_query": true, "timestamp_period_ns": 1.0},
-        "agent_version": "0.1.0"
-    })
-}
-
 async fn json_of(r: reqwest::Response, want: StatusCode, what: &str) -> Value {
     let status = r.status();
     let text = r.text().await.unwrap();
@@ -221,7 +210,7 @@ async fn enroll(app: &TestApp, token: &str, hardware_id: &str) -> (String, Strin
         app.post_json(
             "/v1/agents/enroll",
             None,
-            &json!({"token": token, "fingerprint": fingerprint(hardware_id)}),
+            &json!({"token": token, "fingerprint": device_fingerprint(hardware_id)}),
         )
         .await,
         StatusCode::CREATED,
@@ -551,9 +540,9 @@ async fn prepare(
             Some(json!({"space": "moga-mbv3", "label": "matrix", "samples": samples}))
         }
         ("POST", "/v1/enrollment-tokens") => Some(json!({"label": "matrix"})),
-        ("POST", "/v1/agents/enroll") => {
-            Some(json!({"token": w.enroll_token, "fingerprint": fingerprint("matrix-reenrolled")}))
-        }
+        ("POST", "/v1/agents/enroll") => Some(
+            json!({"token": w.enroll_token, "fingerprint": device_fingerprint("matrix-reenrolled")}),
+        ),
         ("POST", "/v1/agents/heartbeat") => Some(json!({})),
         ("POST", "/v1/agents/jobs/claim") => Some(json!({"wait_s": 0})),
         ("POST", "/v1/agents/jobs/{id}/lease" | "/v1/agents/jobs/{id}/release") => {

@@ -13,20 +13,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
-use crate::{ADMIN_TOKEN, TestApp, expect_problem, fixture_ms, seed_table, spawn_app};
+use crate::{
+    ADMIN_TOKEN, TestApp, device_fingerprint, expect_problem, fixture_ms, seed_table, spawn_app,
+};
 
 const NCNN_MISSING: &str = "the ncnn Python package is not installed (pip install ncnn)";
-
-fn fingerprint(hardware_id: &str) -> Value {
-    json!({
-        "model": "Pixel Test", "manufacturer": "Google", "soc": "Tensor G2", "hardware_id": hardware_id,
-        "os": "android", "os_version": "14", "android_api_level": 34,
-        "gpu": {"name": "Mali-G710", "vendor_id": 5045, "device_id": 1, "device_type": "integrated-gpu",
-                "backend": "vulkan", "driver": "Mali", "driver_version": "r38", "api_version": "1.3.0",
-                "timestamp_query": true, "timestamp_period_ns": 1.0},
-        "agent_version": "0.2.0"
-    })
-}
 
 fn support(name: &str, available: bool) -> Value {
     if available {
@@ -47,8 +38,7 @@ async fn enroll(app: &TestApp, hardware_id: &str, frameworks: Option<Value>) -> 
         )
         .await;
     let token = r.json::<Value>().await.unwrap()["token"].clone();
-    let mut body =
-        json!({"token": token, "name": hardware_id, "fingerprint": fingerprint(hardware_id)});
+    let mut body = json!({"token": token, "name": hardware_id, "fingerprint": device_fingerprint(hardware_id)});
     if let Some(f) = frameworks {
         body["frameworks"] = f;
     }

@@ -134,6 +134,18 @@ impl TestApp {
     }
 }
 
+/// The fingerprint an Android agent sends at enrollment; `hardware_id` tells devices apart.
+pub fn device_fingerprint(hardware_id: &str) -> Value {
+    serde_json::json!({
+        "model": "Pixel Test", "manufacturer": "Google", "soc": "Tensor G2", "hardware_id": hardware_id,
+        "os": "android", "os_version": "14", "android_api_level": 34,
+        "gpu": {"name": "Mali-G710", "vendor_id": 5045, "device_id": 1, "device_type": "integrated-gpu",
+                "backend": "vulkan", "driver": "Mali", "driver_version": "r38", "api_version": "1.3.0",
+                "timestamp_query": true, "timestamp_period_ns": 1.0},
+        "agent_version": "0.1.0"
+    })
+}
+
 /// Asserts a problem+json answer with `status` and returns its body.
 pub async fn expect_problem(r: Response, status: StatusCode) -> Value {
     assert_eq!(r.status(), status, "status");

@@ -9,18 +9,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::{ADMIN_TOKEN, TestApp, expect_problem, spawn_app};
-
-fn fingerprint(hardware_id: &str) -> Value {
-    json!({
-        "model": "Hygiene Phone", "manufacturer": "Test", "soc": "Test SoC", "hardware_id": hardware_id,
-        "os": "android", "os_version": "14",
-        "gpu": {"name": "Mali-G710", "vendor_id": 5045, "device_id": 1, "device_type": "integrated-gpu",
-                "backend": "vulkan", "driver": "Mali", "driver_version": "r38", "api_version": "1.3.0",
-                "timestamp_query": true, "timestamp_period_ns": 1.0},
-        "agent_version": "0.1.0"
-    })
-}
+use crate::{ADMIN_TOKEN, TestApp, device_fingerprint, expect_problem, spawn_app};
 
 /// Creates an enrollment token; returns (id, secret).
 async fn enrollment_token(app: &TestApp, body: Value) -> (String, String) {
@@ -39,7 +28,7 @@ async fn enroll_request(app: &TestApp, token: &str, hardware_id: &str) -> reqwes
     app.post_json(
         "/v1/agents/enroll",
         None,
-        &json!({"token": token, "fingerprint": fingerprint(hardware_id)}),
+        &json!({"token": token, "fingerprint": device_fingerprint(hardware_id)}),
     )
     .await
 }
@@ -198,7 +187,7 @@ async fn enrollment_tokens_keep_their_use_limit_under_concurrent_enrollment() {
         set.spawn(async move {
             let r = client
                 .post(format!("{base}/v1/agents/enroll"))
-                .json(&json!({"token": token, "fingerprint": fingerprint(&format!("race-{i}"))}))
+                .json(&json!({"token": token, "fingerprint": device_fingerprint(&format!("race-{i}"))}))
                 .send()
                 .await
                 .unwrap();
@@ -240,7 +229,7 @@ async fn enrollment_tokens_keep_their_use_limit_under_concurrent_enrollment() {
         scalar(
             &app,
             "SELECT count(*) FROM devices WHERE name = $1",
-            "Hygiene Phone"
+            "Pixel Test"
         )
         .await,
         3,
@@ -291,7 +280,7 @@ async fn expired_and_revoked_enrollment_tokens_are_refused() {
                 client
                     .post(format!("{base}/v1/agents/enroll"))
                     .json(
-                        &json!({"token": token, "fingerprint": fingerprint(&format!("late-{i}"))}),
+                        &json!({"token": token, "fingerprint": device_fingerprint(&format!("late-{i}"))}),
                     )
                     .send()
                     .await
