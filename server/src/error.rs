@@ -139,7 +139,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Client { status, .. } => *status,
-            Self::Database(sqlx::Error::PoolTimedOut) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(e) if database_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(e) if unstorable_text(e) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -149,7 +149,7 @@ impl ApiError {
         let status = self.status();
         let (code, detail) = match self {
             Self::Client { code, detail, .. } => (*code, detail.clone()),
-            Self::Database(sqlx::Error::PoolTimedOut) => (
+            Self::Database(e) if database_unavailable(e) => (
                 "unavailable",
                 "the database is not answering; try again shortly".to_string(),
             ),
@@ -180,10 +180,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = problem_response(&self.problem());
-        if self.status() == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self.status() {
+            StatusCode::UNAUTHORIZED => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The database comes back within seconds (a restart, a failover).
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
     }
@@ -240,6 +249,20 @@ impl From<gpulut_tables::ArchError> for ApiError {
 /// Postgres refuses NUL in `text` (22021) and `\u0000` in `jsonb` (22P05). Every string of a
 /// request can reach a query as a value or a lookup key, so this is the client's bad input
 /// wherever it happens (the failed statement's transaction rolls back), not a server fault.
+/// Whether the database is out of reach rather than the request wrong: no pooled connection in
+/// time, a connection cut (Postgres restarting, the network), or Postgres shutting down or not
+/// yet accepting (SQLSTATE classes 08 and 57). Nothing was written (the transaction died with the
+/// connection), so the client may simply retry: 503, which agents retry with backoff.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        _ => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+    }
+}
+
 fn unstorable_text(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
@@ -251,6 +274,22 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_out_of_reach_is_503_not_500() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(reset),
+        ] {
+            let e = ApiError::Database(e);
+            assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert_eq!(e.problem().code, "unavailable");
+        }
+        let other = ApiError::Database(sqlx::Error::RowNotFound);
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn internal_errors_do_not_leak_their_cause() {
