@@ -419,13 +419,31 @@ struct ServerSpec {
     bin: PathBuf,
     database_url: String,
     port: u16,
-    workers: usize,
     lease_s: f64,
     logs: PathBuf,
     starts: usize,
 }
 
 impl ServerSpec {
+    /// A server of its own for one scenario: a fresh database named after `tag`, a free port.
+    async fn fresh(args: &FaultsArgs, tag: &str, logs: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            bin: args.server_bin.clone(),
+            database_url: create_database(&args.database_url, tag).await?,
+            port: free_port()?,
+            lease_s: args.lease_s,
+            logs: logs.to_path_buf(),
+            starts: 0,
+        })
+    }
+
+    fn api(&self, http: &reqwest::Client) -> Api {
+        Api {
+            base: self.base(),
+            http: http.clone(),
+        }
+    }
+
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -440,7 +458,8 @@ impl ServerSpec {
         if sub == "serve" {
             c.env("GPULUT_LISTEN", loopback(self.port).to_string())
                 .env("GPULUT_ADMIN_TOKEN", ADMIN_TOKEN)
-                .env("GPULUT_WORKERS", self.workers.to_string())
+                // Searches run in a separate `worker` process, which search-worker-killed kills.
+                .env("GPULUT_WORKERS", "0")
                 .env("GPULUT_HEARTBEAT_S", "1")
                 .env("GPULUT_POLL_WAIT_S", "2")
                 .env("GPULUT_LEASE_S", self.lease_s.to_string());
@@ -721,22 +740,10 @@ async fn campaign_scenario(
     let logs = args.out.join("logs").join(s.name());
     std::fs::create_dir_all(&logs)?;
     let http = http_client()?;
-    let database_url = create_database(&args.database_url, s.name()).await?;
-    let mut spec = ServerSpec {
-        bin: args.server_bin.clone(),
-        database_url: database_url.clone(),
-        port: free_port()?,
-        workers: 0,
-        lease_s: args.lease_s,
-        logs: logs.clone(),
-        starts: 0,
-    };
+    let mut spec = ServerSpec::fresh(args, s.name(), &logs).await?;
     let mut server = spec.start(&http).await?;
-    let api = Api {
-        base: spec.base(),
-        http: http.clone(),
-    };
-    let db = pool(&database_url).await?;
+    let api = spec.api(&http);
+    let db = pool(&spec.database_url).await?;
 
     let label = format!("faults-{}", s.name());
     let token = api
@@ -1194,21 +1201,9 @@ async fn search_worker_killed(
         .join(Scenario::SearchWorkerKilled.name());
     std::fs::create_dir_all(&logs)?;
     let http = http_client()?;
-    let database_url = create_database(&args.database_url, "search").await?;
-    let mut spec = ServerSpec {
-        bin: args.server_bin.clone(),
-        database_url,
-        port: free_port()?,
-        workers: 0,
-        lease_s: args.lease_s,
-        logs: logs.clone(),
-        starts: 0,
-    };
+    let mut spec = ServerSpec::fresh(args, "search", &logs).await?;
     let mut server = spec.start(&http).await?;
-    let api = Api {
-        base: spec.base(),
-        http,
-    };
+    let api = spec.api(&http);
 
     // A latency table through the import endpoint: a value per block, derived from its MACs.
     let device = api
